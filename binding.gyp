@@ -1,0 +1,36 @@
+{
+  "targets": [
+    {
+      "target_name": "mqtt_session_allocator",
+      "sources": [
+        "native/core/allocator.cc",
+        "native/core/backend.cc",
+        "native/core/errors.cc",
+        "native/core/session_registry.cc",
+        "native/core/tags.cc",
+        "native/binding/addon.cc",
+        "native/binding/allocator_object.cc",
+        "native/binding/buffers.cc",
+        "native/binding/js_errors.cc",
+        "native/binding/registry_functions.cc"
+      ],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")",
+        "native/core"
+      ],
+      "defines": [
+        "NAPI_VERSION=8",
+        "NODE_ADDON_API_DISABLE_DEPRECATED",
+        "NAPI_DISABLE_CPP_EXCEPTIONS"
+      ],
+      "cflags_cc": ["-std=c++17", "-fvisibility=hidden", "-Wall", "-Wextra"],
+      "cflags_cc!": ["-fno-rtti"],
+      "libraries": ["-ldl", "-lpthread"],
+      "ldflags": [
+        "-Wl,-z,nodelete",
+        "-Wl,--exclude-libs,ALL",
+        "-Wl,--version-script=<(module_root_dir)/native/binding/exports.map"
+      ]
+    }
+  ]
+}

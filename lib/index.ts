@@ -1,0 +1,23 @@
+// Public entry point of mqtt-session-allocator.
+export { ErrorCode, MemoryTag, mqttErrorString } from './codes';
+export type { ErrorCodeName, MemoryTagName } from './codes';
+export { MqttAllocatorError } from './errors';
+export type { MqttAllocatorErrorContext } from './errors';
+export { AllocatorHandle } from './allocator';
+export { GlobalSessionManager } from './global-manager';
+export type {
+  BackendInfo,
+  ClientMemoryInfo,
+  GlobalSessionManagerEvents,
+  LimitExceededEvent,
+  LimitPatternEntry,
+} from './global-manager';
+export { ThreadLocalSessionManager } from './thread-manager';
+export type { MemoryStats, RegisterSessionOptions, SessionRegistration } from './thread-manager';
+export { SessionAllocatorManager } from './session-allocator-manager';
+export type { SessionComponent } from './session-allocator-manager';
+export { SessionQueue } from './session-queue';
+export type { OverflowPolicy, SessionQueueEvents, SessionQueueOptions } from './session-queue';
+export { formatBytes } from './hierarchy';
+export type { AllocatorNode } from './hierarchy';
+export { getLogger, setLogger } from './logging';

@@ -1,0 +1,150 @@
+// SessionQueue: a FIFO of payloads copied into a client's queue allocator,
+// bounded by payload bytes and message count, with a policy for overflow.
+import { EventEmitter } from 'node:events';
+
+import { toBuffer } from './allocator';
+import { invalidArgument } from './errors';
+import { native, NativeAllocator } from './native';
+import { assertBytes } from './validate';
+
+export type OverflowPolicy = 'reject' | 'drop-oldest';
+
+export interface SessionQueueOptions {
+  /** Maximum payload bytes held (0 or absent = no bound of its own). */
+  maxBytes?: number;
+  /** Maximum payloads held (0 or absent = no bound of its own). */
+  maxMessages?: number;
+  overflow: OverflowPolicy;
+}
+
+export interface SessionQueueEvents {
+  /** A payload dropped to make room under 'drop-oldest'; a copy the listener owns. */
+  drop: [payload: Buffer];
+}
+
+/**
+ * A FIFO of payloads held in the client's queue allocator. Payloads are
+ * copied in on push and copied out on shift; the queue's own buffers never
+ * leave it, so no caller can hold memory the queue has freed.
+ */
+export class SessionQueue extends EventEmitter<SessionQueueEvents> {
+  private items: Buffer[] = [];
+  private head = 0;
+  private payloadBytes = 0;
+  private readonly maxBytes: number;
+  private readonly maxMessages: number;
+  readonly overflow: OverflowPolicy;
+
+  /** @internal */
+  constructor(
+    readonly clientId: string,
+    private readonly resolveAllocator: () => NativeAllocator,
+    options: SessionQueueOptions,
+  ) {
+    super();
+    if (options === null || typeof options !== 'object') {
+      throw invalidArgument('options', options, "an object with overflow 'reject' or 'drop-oldest'");
+    }
+    if (options.overflow !== 'reject' && options.overflow !== 'drop-oldest') {
+      throw invalidArgument('overflow', options.overflow, "'reject' or 'drop-oldest'");
+    }
+    if (options.maxBytes !== undefined) assertBytes('maxBytes', options.maxBytes);
+    if (options.maxMessages !== undefined) assertBytes('maxMessages', options.maxMessages);
+    this.maxBytes = options.maxBytes ?? 0;
+    this.maxMessages = options.maxMessages ?? 0;
+    this.overflow = options.overflow;
+  }
+
+  /** Payloads held. */
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  /** Payload bytes held: the unit of maxBytes. The allocators are charged the
+   * backend's usable sizes, which are a little larger. */
+  get bytes(): number {
+    return this.payloadBytes;
+  }
+
+  /**
+   * Copies `payload` into the queue. Returns false when it was refused by
+   * the queue's bounds or by a limit of the client, thread or process. Under
+   * 'drop-oldest' the oldest payloads are dropped first, as many as needed,
+   * each reported by a 'drop' event.
+   */
+  push(payload: Buffer | Uint8Array | string): boolean {
+    const source = typeof payload === 'string' ? Buffer.from(payload) : payload;
+    if (!(source instanceof Uint8Array)) {
+      throw invalidArgument('payload', payload, 'a Buffer, Uint8Array or string');
+    }
+    const size = source.byteLength;
+    if (this.maxBytes !== 0 && size > this.maxBytes) return false;
+
+    if (this.overflow === 'reject') {
+      if (!this.fitsBounds(size)) return false;
+      return this.store(source);
+    }
+
+    while (!this.fitsBounds(size)) this.dropOldest();
+    while (!this.store(source)) {
+      if (this.length === 0) return false;
+      this.dropOldest();
+    }
+    return true;
+  }
+
+  /** Removes the oldest payload and returns a copy the caller owns; its queue
+   * memory is freed and uncharged at once. */
+  shift(): Buffer | undefined {
+    if (this.length === 0) return undefined;
+    const stored = this.take();
+    const copy = Buffer.allocUnsafe(stored.length);
+    stored.copy(copy);
+    native.release(stored);
+    return copy;
+  }
+
+  /** Returns a copy of the oldest payload without removing it. */
+  peek(): Buffer | undefined {
+    return this.length === 0 ? undefined : Buffer.from(this.items[this.head]);
+  }
+
+  /** Frees every payload. */
+  clear(): void {
+    while (this.length > 0) native.release(this.take());
+  }
+
+  private fitsBounds(size: number): boolean {
+    if (this.maxMessages !== 0 && this.length + 1 > this.maxMessages) return false;
+    return this.maxBytes === 0 || this.payloadBytes + size <= this.maxBytes;
+  }
+
+  private store(source: Uint8Array): boolean {
+    const result = this.resolveAllocator().allocate(source.byteLength, false);
+    if (result === undefined) return false;
+    const buffer = toBuffer(result);
+    buffer.set(source);
+    this.items.push(buffer);
+    this.payloadBytes += buffer.length;
+    return true;
+  }
+
+  private take(): Buffer {
+    const stored = this.items[this.head];
+    this.head += 1;
+    this.payloadBytes -= stored.length;
+    // Compact now and then, so shifted slots do not pile up.
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return stored;
+  }
+
+  private dropOldest(): void {
+    const stored = this.take();
+    const copy = this.listenerCount('drop') > 0 ? Buffer.from(stored) : undefined;
+    native.release(stored);
+    if (copy !== undefined) this.emit('drop', copy);
+  }
+}

@@ -1,0 +1,152 @@
+// ThreadLocalSessionManager: the sessions of the calling thread and the
+// buffers allocated for them.
+import { toBuffer } from './allocator';
+import { invalidArgument } from './errors';
+import { native, NativeAllocator, NativeThreadStats } from './native';
+import { SessionAllocatorManager, SessionAllocatorSet, SessionComponent } from './session-allocator-manager';
+import { SessionQueue, SessionQueueOptions } from './session-queue';
+import { assertBytes, assertClientId, assertSeconds } from './validate';
+
+export interface RegisterSessionOptions {
+  /** Byte limit of the client's session (0 = unlimited). Defaults to the
+   * configured limit for the id (exact, pattern or default). */
+  memoryLimit?: number;
+  /** Seconds the session outlives its connection after unregisterSession,
+   * as the MQTT 5 Session Expiry Interval: 0 ends it at once, 4294967295
+   * never. Defaults to the process-wide default expiry. */
+  expiryInterval?: number;
+}
+
+export interface SessionRegistration {
+  clientId: string;
+  /** True when this thread already held the session and it was resumed. */
+  resumed: boolean;
+  limit: number;
+}
+
+export interface MemoryStats {
+  /** Bytes allocated from this thread's session allocators themselves. */
+  sessionUsage: number;
+  queueUsage: number;
+  workerUsage: number;
+  /** Message-cache bytes allocated by this thread. */
+  cacheUsage: number;
+  /** All of the above. */
+  totalUsage: number;
+  /** Sessions held by this thread, connected or waiting to expire. */
+  sessionCount: number;
+  /** Buffers of this thread not yet released or collected. */
+  liveBuffers: number;
+}
+
+const COMPONENTS: ReadonlySet<string> = new Set(['session', 'queue', 'worker']);
+
+function componentAllocator(set: SessionAllocatorSet, component: SessionComponent): NativeAllocator {
+  if (component === 'session') return set.session;
+  if (component === 'queue') return set.queue;
+  return set.worker;
+}
+
+export class ThreadLocalSessionManager {
+  readonly sessionAllocators = new SessionAllocatorManager();
+
+  /**
+   * Registers a client's session on this thread, or resumes the one this
+   * thread holds (cancelling a pending expiry) and applies the new options.
+   * Throws MQ_ERR_ALLOCATOR_CREATE when another thread holds the client.
+   */
+  registerSession(clientId: string, options: RegisterSessionOptions = {}): SessionRegistration {
+    assertClientId(clientId);
+    if (options === null || typeof options !== 'object') {
+      throw invalidArgument('options', options, 'an object with memoryLimit and expiryInterval');
+    }
+    if (options.memoryLimit !== undefined) assertBytes('memoryLimit', options.memoryLimit);
+    if (options.expiryInterval !== undefined) assertSeconds('expiryInterval', options.expiryInterval);
+
+    const { set, resumed } = this.sessionAllocators.register(clientId, options.memoryLimit, options.expiryInterval);
+    return { clientId, resumed, limit: set.session.limit };
+  }
+
+  /**
+   * Ends the client's connection: the session expires after its expiry
+   * interval and cleanupExpiredAllocators() then removes its allocators.
+   * Buffers still alive stay valid and charged until released or collected.
+   */
+  unregisterSession(clientId: string): void {
+    assertClientId(clientId);
+    native.unregisterSession(clientId);
+  }
+
+  /** True when this thread holds a session for the client. */
+  hasSession(clientId: string): boolean {
+    assertClientId(clientId);
+    return this.sessionAllocators.find(clientId) !== undefined;
+  }
+
+  /**
+   * Allocates a Buffer of `size` bytes from the client's session, queue or
+   * worker allocator. Throws MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED when a limit on
+   * the path (component, session, thread, root) refuses.
+   */
+  allocate(clientId: string, size: number, component: SessionComponent = 'session'): Buffer {
+    const allocator = this.resolve(clientId, size, component);
+    return toBuffer(allocator.allocate(size, true) as Buffer | ArrayBuffer);
+  }
+
+  /** Like allocate(), but returns undefined when a limit refuses. */
+  tryAllocate(clientId: string, size: number, component: SessionComponent = 'session'): Buffer | undefined {
+    const allocator = this.resolve(clientId, size, component);
+    const result = allocator.allocate(size, false);
+    return result === undefined ? undefined : toBuffer(result);
+  }
+
+  /** Allocates a Buffer from the process-wide message cache allocator. */
+  allocateCache(size: number): Buffer {
+    assertBytes('size', size);
+    return toBuffer(native.messageCache().allocate(size, true) as Buffer | ArrayBuffer);
+  }
+
+  /**
+   * Frees a buffer now: the memory returns to the backend, usage drops at
+   * once, and the buffer and every view on it are detached (length 0).
+   * Throws, freeing nothing, for a buffer released already or not allocated
+   * by this package on this thread.
+   *
+   * Release only when nothing else uses the memory: a Buffer passed to
+   * socket.write() or fs.write() must not be released before the write's
+   * callback, because libuv keeps the raw pointer until then.
+   */
+  release(buffer: Buffer): void {
+    native.release(buffer);
+  }
+
+  /** True when `buffer` is a live buffer of this package on this thread. */
+  isSessionBuffer(buffer: unknown): boolean {
+    return native.isSessionBuffer(buffer);
+  }
+
+  getMemoryStatistics(): MemoryStats {
+    const stats: NativeThreadStats = native.threadStats();
+    return stats;
+  }
+
+  getSessionMemoryUsage(clientId: string): number {
+    return this.sessionAllocators.getSessionMemoryUsage(clientId);
+  }
+
+  /** Creates a FIFO of payloads held in the client's queue allocator. */
+  createSessionQueue(clientId: string, options: SessionQueueOptions): SessionQueue {
+    assertClientId(clientId);
+    this.sessionAllocators.require(clientId);
+    return new SessionQueue(clientId, () => this.sessionAllocators.require(clientId).queue, options);
+  }
+
+  private resolve(clientId: string, size: number, component: SessionComponent): NativeAllocator {
+    assertClientId(clientId);
+    assertBytes('size', size);
+    if (!COMPONENTS.has(component)) {
+      throw invalidArgument('component', component, "'session', 'queue' or 'worker'");
+    }
+    return componentAllocator(this.sessionAllocators.require(clientId), component);
+  }
+}

@@ -1,0 +1,44 @@
+// Argument checks at the edge of the API. Each throws MQ_ERR_INVALID_ARGS
+// naming the value and what was expected, before anything is charged.
+import { invalidArgument } from './errors';
+
+/** MQTT strings are at most 65,535 bytes of UTF-8. */
+export const MAX_CLIENT_ID_BYTES = 65535;
+
+/** Throws unless `value` is a byte count: a non-negative safe integer. */
+export function assertBytes(name: string, value: unknown): asserts value is number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw invalidArgument(name, value, 'a non-negative safe integer number of bytes');
+  }
+}
+
+/** Throws unless `value` is a number of seconds (0 to 4294967295, as MQTT 5 allows). */
+export function assertSeconds(name: string, value: unknown): asserts value is number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 0xffffffff) {
+    throw invalidArgument(name, value, 'an integer number of seconds from 0 to 4294967295');
+  }
+}
+
+/**
+ * Throws unless `value` is a usable client id: a non-empty, well-formed
+ * string (no lone surrogates, which UTF-8 cannot carry and which would make
+ * two ids collide) of at most 65,535 bytes of UTF-8.
+ */
+export function assertClientId(value: unknown): asserts value is string {
+  if (typeof value !== 'string' || value.length === 0) {
+    throw invalidArgument('clientId', value, 'a non-empty string');
+  }
+  if (!value.isWellFormed()) {
+    throw invalidArgument('clientId', value, 'a well-formed Unicode string without lone surrogates');
+  }
+  if (value.length > MAX_CLIENT_ID_BYTES / 3 && Buffer.byteLength(value, 'utf8') > MAX_CLIENT_ID_BYTES) {
+    throw invalidArgument('clientId', value, `at most ${MAX_CLIENT_ID_BYTES} bytes of UTF-8`);
+  }
+}
+
+/** Throws unless `value` is a non-empty string. */
+export function assertName(name: string, value: unknown): asserts value is string {
+  if (typeof value !== 'string' || value.length === 0) {
+    throw invalidArgument(name, value, 'a non-empty string');
+  }
+}

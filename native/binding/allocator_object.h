@@ -1,0 +1,51 @@
+// The JavaScript handle of one MQTTAllocator.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+
+#include "allocator.h"
+
+namespace mqsa {
+
+class AllocatorObject : public Napi::ObjectWrap<AllocatorObject> {
+ public:
+  // Defines the class and keeps its constructor in the thread's state.
+  static Napi::Function define(Napi::Env env);
+
+  // Returns a new handle for `allocator`.
+  static Napi::Value wrap(Napi::Env env, const std::shared_ptr<MQTTAllocator>& allocator);
+
+  // Returns the allocator behind `value`, or null when it is not a handle.
+  static std::shared_ptr<MQTTAllocator> unwrap(Napi::Value value);
+
+  explicit AllocatorObject(const Napi::CallbackInfo& info);
+
+ private:
+  Napi::Value id(const Napi::CallbackInfo& info);
+  Napi::Value tag(const Napi::CallbackInfo& info);
+  Napi::Value limit(const Napi::CallbackInfo& info);
+  void set_limit(const Napi::CallbackInfo& info, const Napi::Value& value);
+  Napi::Value usage(const Napi::CallbackInfo& info);
+  Napi::Value peak(const Napi::CallbackInfo& info);
+  Napi::Value detached(const Napi::CallbackInfo& info);
+  Napi::Value stats(const Napi::CallbackInfo& info);
+  Napi::Value allocate(const Napi::CallbackInfo& info);
+  Napi::Value create_child(const Napi::CallbackInfo& info);
+  Napi::Value find_child(const Napi::CallbackInfo& info);
+  Napi::Value remove_child(const Napi::CallbackInfo& info);
+  Napi::Value children(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<MQTTAllocator> allocator_;
+};
+
+// Reads a byte count validated by the TypeScript layer: a non-negative safe
+// integer. Returns false (with an exception pending) otherwise.
+bool read_size(Napi::Env env, Napi::Value value, const char* what, size_t& out);
+
+// Reads a string argument as UTF-8. Returns false (with an exception
+// pending) when it is not a string.
+bool read_string(Napi::Env env, Napi::Value value, const char* what, std::string& out);
+
+}  // namespace mqsa

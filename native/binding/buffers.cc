@@ -1,0 +1,160 @@
+#include "buffers.h"
+
+#include <string>
+
+#include "errors.h"
+#include "js_errors.h"
+#include "thread_state.h"
+
+namespace mqsa {
+
+int free_record(BufferRecord* record) {
+  if (record->released) return MQ_SUCCESS;
+
+  record->released = true;
+  if (record->cache) record->thread->cache_bytes -= record->usable;
+  record->thread->live.erase(record->data);
+  int rc = record->allocator->deallocate(record->data);
+  unref_record(record);
+  return rc;
+}
+
+void unref_record(BufferRecord* record) {
+  record->owners -= 1;
+  if (record->owners == 0) delete record;
+}
+
+// Runs on the owning thread, on an event-loop turn after V8 dropped the
+// Buffer (or during environment teardown). The block may have been freed
+// already by release() or teardown; then only the finalizer's ownership
+// is dropped.
+static void finalize_buffer(napi_env /*env*/, void* /*data*/, void* hint) {
+  BufferRecord* record = static_cast<BufferRecord*>(hint);
+  free_record(record);
+  unref_record(record);
+}
+
+Napi::Value allocate_buffer(Napi::Env env, const std::shared_ptr<MQTTAllocator>& allocator,
+                            size_t size, bool throw_on_limit, bool cache) {
+  std::shared_ptr<ThreadState>& state = thread_state(env);
+  void* data = nullptr;
+  size_t usable = 0;
+  ErrorContext context;
+  int rc = allocator->allocate(size, data, usable, &context.refusal);
+  if (rc == MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED) {
+    context.has_refusal = true;
+    context.requested = size;
+    context.client_id = owning_client_id(allocator.get());
+    report_limit_exceeded(env, context);
+    if (env.IsExceptionPending() || !throw_on_limit) return env.Undefined();
+    std::string detail = "allocation of " + std::to_string(size) + " bytes from allocator '" +
+                         allocator->id() + "' refused";
+    return throw_code(env, rc, detail, &context);
+  }
+  if (rc == MQ_ERR_ALLOCATOR_NOT_FOUND) {
+    return throw_code(env, rc, "allocator '" + allocator->id() +
+                                   "' was removed from the hierarchy and cannot allocate");
+  }
+  if (rc != MQ_SUCCESS) {
+    return throw_code(env, rc, "the memory backend could not allocate " +
+                                   std::to_string(size) + " bytes");
+  }
+
+  BufferRecord* record = new BufferRecord();
+  record->allocator = allocator;
+  record->thread = state;
+  record->data = data;
+  record->usable = usable;
+  record->cache = cache;
+
+  // A zero-length external Buffer has no data pointer to find it by again, so
+  // an empty allocation is returned as a one-byte ArrayBuffer, which the
+  // TypeScript layer wraps in an empty Buffer view.
+  napi_value buffer = nullptr;
+  napi_status status =
+      size == 0 ? napi_create_external_arraybuffer(env, data, 1, finalize_buffer, record, &buffer)
+                : napi_create_external_buffer(env, size, data, finalize_buffer, record, &buffer);
+  if (status != napi_ok) {
+    // NOTE: runtimes with the V8 sandbox (Electron 21 and later) refuse
+    // external buffers (napi_no_external_buffers_allowed); this package
+    // does not support them yet.
+    allocator->deallocate(data);
+    delete record;
+    return throw_code(env, MQ_ERR_ALLOCATOR,
+                      "could not create an external Buffer (napi status " +
+                          std::to_string(static_cast<int>(status)) + ")");
+  }
+
+  state->live.emplace(data, record);
+  if (cache) state->cache_bytes += usable;
+  return Napi::Value(env, buffer);
+}
+
+// Finds the live record behind `value`, or throws and returns nullptr.
+static BufferRecord* find_record(Napi::Env env, napi_value value, napi_value* arraybuffer,
+                                 bool throw_if_missing) {
+  bool is_typed_array = false;
+  napi_is_typedarray(env, value, &is_typed_array);
+  if (!is_typed_array) {
+    if (throw_if_missing) {
+      throw_code(env, MQ_ERR_INVALID_ARGS, "expected a Buffer from this package");
+    }
+    return nullptr;
+  }
+
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* view_data = nullptr;
+  size_t offset = 0;
+  napi_get_typedarray_info(env, value, &type, &length, &view_data, arraybuffer, &offset);
+
+  bool detached = false;
+  napi_is_detached_arraybuffer(env, *arraybuffer, &detached);
+  void* data = nullptr;
+  size_t byte_length = 0;
+  if (!detached) napi_get_arraybuffer_info(env, *arraybuffer, &data, &byte_length);
+
+  std::shared_ptr<ThreadState>& state = thread_state(env);
+  auto it = detached ? state->live.end() : state->live.find(data);
+  if (it != state->live.end()) return it->second;
+
+  if (throw_if_missing) {
+    throw_code(env, MQ_ERR_INVALID_ARGS,
+               detached ? "the buffer was already released (its memory is detached)"
+                        : "the buffer was not allocated by this package on this thread");
+  }
+  return nullptr;
+}
+
+Napi::Value release_buffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  napi_value arraybuffer = nullptr;
+  BufferRecord* record = find_record(env, info[0], &arraybuffer, true);
+  if (record == nullptr) return Napi::Value();
+
+  // Detach first: from here on no JavaScript view can reach the block.
+  napi_status status = napi_detach_arraybuffer(env, arraybuffer);
+  if (status != napi_ok) {
+    return throw_code(env, MQ_ERR_ALLOCATOR, "the buffer could not be detached; nothing was freed");
+  }
+  int rc = free_record(record);
+  if (rc != MQ_SUCCESS) return throw_code(env, rc, "the block could not be freed");
+  return env.Undefined();
+}
+
+Napi::Value is_session_buffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  napi_value arraybuffer = nullptr;
+  BufferRecord* record = find_record(env, info[0], &arraybuffer, false);
+  return Napi::Boolean::New(env, record != nullptr);
+}
+
+void release_all_buffers(ThreadState& state) {
+  // free_record erases from the table, so iterate over a copy.
+  std::vector<BufferRecord*> records;
+  records.reserve(state.live.size());
+  for (const auto& entry : state.live) records.push_back(entry.second);
+  for (BufferRecord* record : records) free_record(record);
+}
+
+}  // namespace mqsa

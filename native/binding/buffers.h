@@ -1,0 +1,32 @@
+// Session buffers: blocks of an allocator handed to JavaScript as external
+// Buffers, freed by release() or, failing that, by the Buffer's finalizer.
+#pragma once
+
+#include <napi.h>
+
+#include "allocator.h"
+
+namespace mqsa {
+
+struct ThreadState;
+
+// Allocates `size` bytes from `allocator` and wraps them in a Buffer. On a
+// refused allocation, reports it and then throws, or returns undefined when
+// `throw_on_limit` is false. Other failures always throw.
+Napi::Value allocate_buffer(Napi::Env env, const std::shared_ptr<MQTTAllocator>& allocator,
+                            size_t size, bool throw_on_limit, bool cache);
+
+// release(buffer): frees the buffer's block now and detaches its
+// ArrayBuffer, so every view on it becomes empty. Throws, freeing nothing,
+// for a buffer that was released already or that this thread did not
+// allocate.
+Napi::Value release_buffer(const Napi::CallbackInfo& info);
+
+// isSessionBuffer(buffer): true when the buffer is a live allocation of this
+// thread.
+Napi::Value is_session_buffer(const Napi::CallbackInfo& info);
+
+// Frees every live block of the thread; runs when its environment ends.
+void release_all_buffers(ThreadState& state);
+
+}  // namespace mqsa

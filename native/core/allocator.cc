@@ -1,0 +1,215 @@
+#include "allocator.h"
+
+#include "backend.h"
+#include "errors.h"
+
+namespace mqsa {
+
+MQTTAllocator::MQTTAllocator(std::string id, mq_memory_tag tag, size_t limit,
+                             std::shared_ptr<MQTTAllocator> parent)
+    : id_(std::move(id)), tag_(tag), parent_(std::move(parent)), limit_(limit) {}
+
+int MQTTAllocator::create_root(const std::string& id, int32_t tag, size_t limit,
+                               std::shared_ptr<MQTTAllocator>& out) {
+  if (id.empty()) return MQ_ERR_INVALID_ARGS;
+  if (!is_valid_tag(tag)) return MQ_ERR_ALLOCATOR_INVALID_TAG;
+
+  out.reset(new MQTTAllocator(id, static_cast<mq_memory_tag>(tag), limit, nullptr));
+  return MQ_SUCCESS;
+}
+
+int MQTTAllocator::create_child(const std::string& id, int32_t tag, size_t limit,
+                                std::shared_ptr<MQTTAllocator>& out) {
+  if (id.empty()) return MQ_ERR_INVALID_ARGS;
+  if (!is_valid_tag(tag)) return MQ_ERR_ALLOCATOR_INVALID_TAG;
+
+  std::lock_guard<std::mutex> lock(children_mutex_);
+  if (detached()) return MQ_ERR_ALLOCATOR_HIERARCHY;
+  if (children_.count(id) != 0) return MQ_ERR_ALLOCATOR_CREATE;
+
+  std::shared_ptr<MQTTAllocator> child(new MQTTAllocator(
+      id, static_cast<mq_memory_tag>(tag), limit, shared_from_this()));
+  children_.emplace(id, child);
+  out = std::move(child);
+  return MQ_SUCCESS;
+}
+
+int MQTTAllocator::find_child(const std::string& id,
+                              std::shared_ptr<MQTTAllocator>& out) const {
+  std::lock_guard<std::mutex> lock(children_mutex_);
+  auto it = children_.find(id);
+  if (it == children_.end()) return MQ_ERR_ALLOCATOR_NOT_FOUND;
+
+  out = it->second;
+  return MQ_SUCCESS;
+}
+
+int MQTTAllocator::remove_child(const std::string& id) {
+  std::shared_ptr<MQTTAllocator> child;
+  {
+    std::lock_guard<std::mutex> lock(children_mutex_);
+    auto it = children_.find(id);
+    if (it == children_.end()) return MQ_ERR_ALLOCATOR_NOT_FOUND;
+    child = std::move(it->second);
+    children_.erase(it);
+  }
+
+  // Outside this node's lock: detaching takes the child's locks, top-down.
+  child->detach_subtree();
+  return MQ_SUCCESS;
+}
+
+// Marks this node and everything below as detached and drops the downward
+// references, so that a removed subtree is kept alive only by its live blocks
+// (through their upward parent chain) and is freed with the last of them.
+void MQTTAllocator::detach_subtree() {
+  std::map<std::string, std::shared_ptr<MQTTAllocator>> children;
+  {
+    std::lock_guard<std::mutex> lock(children_mutex_);
+    detached_.store(true, std::memory_order_release);
+    children.swap(children_);
+  }
+  for (auto& entry : children) entry.second->detach_subtree();
+}
+
+std::vector<std::shared_ptr<MQTTAllocator>> MQTTAllocator::children() const {
+  std::lock_guard<std::mutex> lock(children_mutex_);
+  std::vector<std::shared_ptr<MQTTAllocator>> result;
+  result.reserve(children_.size());
+  for (const auto& entry : children_) result.push_back(entry.second);
+  return result;
+}
+
+// Each node is charged with a compare-and-swap that checks its limit, so no
+// node ever passes its limit whatever other threads do. When a node refuses,
+// the nodes below it are uncharged again; until then they count the bytes,
+// which can make a concurrent allocation fail early but never pass a limit.
+bool MQTTAllocator::charge(size_t bytes, LimitRefusal* refusal) {
+  for (MQTTAllocator* node = this; node != nullptr; node = node->parent_.get()) {
+    size_t current = node->usage_.load(std::memory_order_relaxed);
+    do {
+      size_t limit = node->limit_.load(std::memory_order_relaxed);
+      bool overflows = current > SIZE_MAX - bytes;
+      if (overflows || (limit != 0 && current + bytes > limit)) {
+        node->refused(bytes, current, limit, refusal);
+        for (MQTTAllocator* undo = this; undo != node; undo = undo->parent_.get()) {
+          undo->usage_.fetch_sub(bytes, std::memory_order_relaxed);
+        }
+        return false;
+      }
+    } while (!node->usage_.compare_exchange_weak(current, current + bytes,
+                                                 std::memory_order_relaxed));
+  }
+
+  // Peaks only after the whole path was charged, so a refused attempt never
+  // shows up as a peak.
+  for (MQTTAllocator* node = this; node != nullptr; node = node->parent_.get()) {
+    size_t now = node->usage_.load(std::memory_order_relaxed);
+    size_t peak = node->peak_.load(std::memory_order_relaxed);
+    while (now > peak &&
+           !node->peak_.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+    }
+  }
+  return true;
+}
+
+void MQTTAllocator::refused(size_t bytes, size_t usage, size_t limit,
+                            LimitRefusal* refusal) {
+  total_refusals_.fetch_add(1, std::memory_order_relaxed);
+  tag_refusal_add(tag_);
+  if (refusal == nullptr) return;
+
+  refusal->allocator_id = id_;
+  refusal->tag = tag_;
+  refusal->requested = bytes;
+  refusal->usage = usage;
+  refusal->limit = limit;
+}
+
+void MQTTAllocator::uncharge(size_t bytes) {
+  for (MQTTAllocator* node = this; node != nullptr; node = node->parent_.get()) {
+    node->usage_.fetch_sub(bytes, std::memory_order_relaxed);
+  }
+}
+
+int MQTTAllocator::allocate(size_t size, void*& out, size_t& usable,
+                            LimitRefusal* refusal) {
+  if (detached()) return MQ_ERR_ALLOCATOR_NOT_FOUND;
+
+  Backend& backend = Backend::instance();
+  total_requested_bytes_.fetch_add(size, std::memory_order_relaxed);
+
+  // tcmalloc tells the usable size before allocating, so a refused request
+  // never touches the heap. The system allocator only tells afterwards, so
+  // there the block is allocated first and freed again on refusal.
+  size_t predicted = backend.predicted_size(size);
+  void* ptr = nullptr;
+  size_t charged = 0;
+  if (predicted != 0) {
+    if (!charge(predicted, refusal)) {
+      return MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED;
+    }
+    charged = predicted;
+    ptr = backend.allocate(size);
+    if (ptr == nullptr) {
+      uncharge(charged);
+      return MQ_ERR_ALLOCATOR;
+    }
+  } else {
+    ptr = backend.allocate(size);
+    if (ptr == nullptr) return MQ_ERR_ALLOCATOR;
+    charged = backend.usable_size(ptr);
+    if (!charge(charged, refusal)) {
+      backend.release(ptr);
+      return MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED;
+    }
+  }
+
+  // deallocate() uncharges the backend's usable size; keep the two equal
+  // even if the prediction was off.
+  size_t actual = backend.usable_size(ptr);
+  if (actual != charged) {
+    uncharge(charged);
+    if (!charge(actual, refusal)) {
+      backend.release(ptr);
+      return MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED;
+    }
+    charged = actual;
+  }
+
+  self_usage_.fetch_add(charged, std::memory_order_relaxed);
+  live_blocks_.fetch_add(1, std::memory_order_relaxed);
+  total_allocations_.fetch_add(1, std::memory_order_relaxed);
+  tag_usage_add(tag_, charged);
+  out = ptr;
+  usable = charged;
+  return MQ_SUCCESS;
+}
+
+int MQTTAllocator::deallocate(void* ptr) {
+  if (ptr == nullptr) return MQ_ERR_INVALID_ARGS;
+
+  Backend& backend = Backend::instance();
+  size_t usable = backend.usable_size(ptr);
+  backend.release(ptr);
+  uncharge(usable);
+  self_usage_.fetch_sub(usable, std::memory_order_relaxed);
+  live_blocks_.fetch_sub(1, std::memory_order_relaxed);
+  tag_usage_sub(tag_, usable);
+  return MQ_SUCCESS;
+}
+
+AllocatorStats MQTTAllocator::stats() const {
+  AllocatorStats stats;
+  stats.usage = usage();
+  stats.self_usage = self_usage_.load(std::memory_order_relaxed);
+  stats.peak = peak();
+  stats.limit = limit();
+  stats.live_blocks = live_blocks_.load(std::memory_order_relaxed);
+  stats.total_allocations = total_allocations_.load(std::memory_order_relaxed);
+  stats.total_requested_bytes = total_requested_bytes_.load(std::memory_order_relaxed);
+  stats.total_refusals = total_refusals_.load(std::memory_order_relaxed);
+  return stats;
+}
+
+}  // namespace mqsa

@@ -1,0 +1,165 @@
+// Backend resolution and switching. Runs under any MQTT_ALLOCATOR_BACKEND
+// setting; checks that depend on the setting or on the tcmalloc library
+// being installed print why they were skipped.
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "backend.h"
+#include "check.h"
+#include "errors.h"
+
+namespace {
+
+using mqsa::Backend;
+using mqsa::BackendKind;
+
+// Same flags as the backend, so this probe never unloads the copy it uses.
+bool tcmalloc_installed() {
+  void* handle = dlopen("libtcmalloc_minimal.so.4", RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+  if (handle == nullptr) return false;
+  dlclose(handle);
+  return true;
+}
+
+}  // namespace
+
+// Must run first: it checks what Backend::instance() resolved from the
+// environment before any select() call changes it.
+TEST(backend_default_is_tcmalloc) {
+  const char* setting = std::getenv("MQTT_ALLOCATOR_BACKEND");
+  const Backend& backend = Backend::instance();
+  if (setting != nullptr) {
+    std::printf("  skipped: MQTT_ALLOCATOR_BACKEND=%s is set\n", setting);
+    return;
+  }
+  if (!tcmalloc_installed()) {
+    std::printf("  skipped: libtcmalloc_minimal.so.4 is not installed\n");
+    return;
+  }
+
+  CHECK(backend.info().name == "tcmalloc");
+  CHECK(backend.info().kind == BackendKind::kTcmalloc);
+  CHECK(backend.info().source == "system-library");
+  CHECK(backend.info().fallback_reason.empty());
+  CHECK(!backend.info().library.empty());
+}
+
+TEST(backend_select_auto_finds_tcmalloc) {
+  if (!tcmalloc_installed()) {
+    std::printf("  skipped: libtcmalloc_minimal.so.4 is not installed\n");
+    return;
+  }
+
+  Backend& backend = Backend::instance();
+  CHECK_EQ(backend.select("auto"), MQ_SUCCESS);
+  CHECK(backend.info().name == "tcmalloc");
+  CHECK_EQ(backend.select("tcmalloc"), MQ_SUCCESS);
+  CHECK(backend.info().name == "tcmalloc");
+}
+
+TEST(backend_select_system) {
+  Backend& backend = Backend::instance();
+  CHECK_EQ(backend.select("system"), MQ_SUCCESS);
+  CHECK(backend.info().name == "system");
+  CHECK(backend.info().kind == BackendKind::kSystem);
+  CHECK(backend.info().fallback_reason.empty());
+  CHECK(backend.info().version.empty());
+}
+
+TEST(backend_select_unknown_name) {
+  Backend& backend = Backend::instance();
+  std::string before = backend.info().name;
+  CHECK_EQ(backend.select("bogus"), MQ_ERR_INVALID_ARGS);
+  CHECK_EQ(backend.select(""), MQ_ERR_INVALID_ARGS);
+  CHECK_EQ(backend.select("System"), MQ_ERR_INVALID_ARGS);
+  CHECK(backend.info().name == before);
+}
+
+TEST(backend_select_refused_with_live_block) {
+  Backend& backend = Backend::instance();
+  CHECK_EQ(backend.select("system"), MQ_SUCCESS);
+  void* ptr = backend.allocate(64);
+  CHECK(ptr != nullptr);
+
+  CHECK_EQ(backend.select("auto"), MQ_ERR_ALLOCATOR);
+  CHECK_EQ(backend.select("system"), MQ_ERR_ALLOCATOR);
+  CHECK(backend.info().name == "system");
+
+  backend.release(ptr);
+  CHECK_EQ(backend.select("auto"), MQ_SUCCESS);
+}
+
+TEST(backend_tcmalloc_heap_stats) {
+  if (!tcmalloc_installed()) {
+    std::printf("  skipped: libtcmalloc_minimal.so.4 is not installed\n");
+    return;
+  }
+
+  Backend& backend = Backend::instance();
+  CHECK_EQ(backend.select("tcmalloc"), MQ_SUCCESS);
+  void* ptr = backend.allocate(100000);
+  CHECK(ptr != nullptr);
+
+  mqsa::BackendHeapStats stats = backend.heap_stats();
+  CHECK(stats.has_stats);
+  CHECK(stats.current_allocated_bytes >= 100000u);
+  CHECK(stats.heap_size >= stats.current_allocated_bytes);
+  CHECK(!backend.info().version.empty());
+
+  backend.release(ptr);
+  backend.release_free_memory();
+}
+
+TEST(backend_system_has_no_heap_stats) {
+  Backend& backend = Backend::instance();
+  CHECK_EQ(backend.select("system"), MQ_SUCCESS);
+  CHECK(!backend.heap_stats().has_stats);
+  CHECK_EQ(backend.predicted_size(100), 0u);
+  backend.release_free_memory();
+}
+
+TEST(backend_usable_size_at_least_requested) {
+  const char* names[] = {"system", "auto"};
+  const size_t sizes[] = {0, 1, 7, 8, 100, 1000, 4096, 40000, 300000};
+  Backend& backend = Backend::instance();
+  for (const char* name : names) {
+    CHECK_EQ(backend.select(name), MQ_SUCCESS);
+    for (size_t size : sizes) {
+      void* ptr = backend.allocate(size);
+      CHECK(ptr != nullptr);
+      if (ptr == nullptr) continue;
+
+      size_t usable = backend.usable_size(ptr);
+      if (usable < size || usable == 0) {
+        std::printf("  %s: %zu bytes gave usable size %zu\n", name, size, usable);
+      }
+      CHECK(usable >= size);
+      CHECK(usable > 0u);
+      backend.release(ptr);
+    }
+  }
+}
+
+TEST(backend_predicted_size_matches_usable) {
+  Backend& backend = Backend::instance();
+  CHECK_EQ(backend.select("auto"), MQ_SUCCESS);
+  if (backend.info().kind != BackendKind::kTcmalloc) {
+    std::printf("  skipped: the backend is %s, which predicts no sizes\n",
+                backend.info().name.c_str());
+    return;
+  }
+
+  const size_t sizes[] = {1, 100, 1000, 40000};
+  for (size_t size : sizes) {
+    void* ptr = backend.allocate(size);
+    CHECK(ptr != nullptr);
+    if (ptr == nullptr) continue;
+
+    CHECK_EQ(backend.predicted_size(size), backend.usable_size(ptr));
+    backend.release(ptr);
+  }
+}
+
+TEST_MAIN()
