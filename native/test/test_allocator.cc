@@ -55,10 +55,22 @@ Chain make_chain(size_t root_limit, size_t mid_limit, size_t leaf_limit) {
 
 size_t usable_of(void* ptr) { return mqsa::Backend::instance().usable_size(ptr); }
 
+// allocate() charges the backend's predicted size before it allocates. When
+// a tool such as valgrind replaces tcmalloc's malloc but not its nallocx, the
+// prediction differs from the usable size, and checks that need the two to
+// agree are skipped.
+bool prediction_differs(size_t size, size_t usable) {
+  size_t predicted = mqsa::Backend::instance().predicted_size(size);
+  if (predicted == 0 || predicted == usable) return false;
+  std::printf("  skipped: the backend predicts %zu bytes for %zu but reserves %zu\n",
+              predicted, size, usable);
+  return true;
+}
+
 }  // namespace
 
-// One block of usable size `held` sits on the leaf; each level in turn gets
-// a limit of held + 512 while the others are unlimited, and a 1000-byte
+// One block of usable size `held` sits on the leaf. Each level in turn gets
+// a limit of held + 512 while the others are unlimited, so a 1000-byte
 // request from the leaf must be refused by exactly that level.
 TEST(limit_refused_at_each_level) {
   Chain chain = make_chain(0, 0, 0);
@@ -139,6 +151,7 @@ TEST(limit_exact_fit_accepted) {
   size_t probe_usable = 0;
   CHECK_EQ(chain.leaf->allocate(700, probe, probe_usable, nullptr), MQ_SUCCESS);
   CHECK_EQ(chain.leaf->deallocate(probe), MQ_SUCCESS);
+  if (prediction_differs(700, probe_usable)) return;
 
   // The same request reserves the same usable size again, so a limit of
   // exactly that size admits it.
@@ -183,11 +196,15 @@ TEST(peak_keeps_highest_usage) {
   CHECK_EQ(chain.leaf->allocate(5000, second, second_usable, nullptr), MQ_SUCCESS);
   CHECK_EQ(chain.leaf->deallocate(second), MQ_SUCCESS);
   CHECK_EQ(chain.leaf->deallocate(first), MQ_SUCCESS);
+  CHECK_EQ(chain.leaf->usage(), 0u);
+  CHECK_EQ(chain.leaf->stats().peak, chain.leaf->peak());
+  CHECK(chain.leaf->peak() >= first_usable + second_usable);
+  // A prediction above the usable size is briefly charged and can raise the
+  // peak above the sum of the usable sizes.
+  if (prediction_differs(300, first_usable) || prediction_differs(5000, second_usable)) return;
 
   CHECK_EQ(chain.leaf->peak(), first_usable + second_usable);
   CHECK_EQ(chain.root->peak(), first_usable + second_usable);
-  CHECK_EQ(chain.leaf->stats().peak, chain.leaf->peak());
-  CHECK_EQ(chain.leaf->usage(), 0u);
 }
 
 TEST(peak_ignores_refused_request) {
@@ -456,11 +473,21 @@ TEST(zero_size_allocation) {
 }
 
 TEST(zero_size_refused_by_full_limit) {
-  Chain chain = make_chain(0, 0, 1);
+  Chain chain = make_chain(0, 0, 0);
+  void* held = nullptr;
+  size_t held_usable = 0;
+  CHECK_EQ(chain.leaf->allocate(64, held, held_usable, nullptr), MQ_SUCCESS);
+  chain.leaf->set_limit(held_usable);
+
   void* ptr = nullptr;
   size_t usable = 0;
   CHECK_EQ(chain.leaf->allocate(0, ptr, usable, nullptr), MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED);
-  CHECK_EQ(chain.leaf->usage(), 0u);
+  CHECK(ptr == nullptr);
+  CHECK_EQ(chain.leaf->usage(), held_usable);
+  CHECK_EQ(chain.leaf->stats().live_blocks, 1u);
+
+  if (ptr != nullptr) chain.leaf->deallocate(ptr);
+  CHECK_EQ(chain.leaf->deallocate(held), MQ_SUCCESS);
 }
 
 TEST(unlimited_root_accepts_large_block) {

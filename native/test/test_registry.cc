@@ -479,7 +479,7 @@ TEST(glob_match_table) {
       {"sensor-*", "sensor", false},
       {"exact", "exact", true},
       {"exact", "Exact", false},
-      // "é" is two bytes and "€" three in UTF-8; `?` takes one character.
+      // "é" is two bytes and "€" three in UTF-8, but `?` takes one character.
       {"caf?", "caf\xc3\xa9", true},
       {"caf??", "caf\xc3\xa9", false},
       {"?", "\xe2\x82\xac", true},
