@@ -130,10 +130,7 @@ int SessionRegistry::register_session(uint64_t thread_key, const std::string& cl
       // Resume: the thread already holds this session, as after an MQTT
       // reconnect with a persistent session.
       record.connected = true;
-      if (options.has_limit) {
-        exact_limits_[client_id] = options.limit;
-        record.allocators.session->set_limit(options.limit);
-      }
+      if (options.has_limit) record.allocators.session->set_limit(options.limit);
       if (options.has_expiry) record.expiry_seconds = options.expiry_seconds;
       out = record.allocators;
       resumed = true;
@@ -141,8 +138,10 @@ int SessionRegistry::register_session(uint64_t thread_key, const std::string& cl
     }
   }
 
-  if (options.has_limit) exact_limits_[client_id] = options.limit;
-  size_t limit = resolve_limit(client_id);
+  // A limit given at registration belongs to this session only; it is not
+  // remembered after the session ends, so client churn cannot grow the
+  // table of exact limits.
+  size_t limit = options.has_limit ? options.limit : resolve_limit(client_id);
   SessionAllocators allocators;
   const std::shared_ptr<MQTTAllocator>& thread_allocator = thread->second.allocator;
   int rc = thread_allocator->create_child(client_id, MEM_TAG_SESSION, limit,
