@@ -44,6 +44,9 @@ export interface GlobalSessionManagerEvents {
   limitExceeded: [event: LimitExceededEvent];
 }
 
+/** Longest cleanup interval a Node timer can wait: 2^31 - 1 ms. */
+export const MAX_CLEANUP_INTERVAL_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+
 let instanceOfThread: GlobalSessionManager | undefined;
 let threadManager: ThreadLocalSessionManager | undefined;
 let cleanupTimer: NodeJS.Timeout | undefined;
@@ -92,6 +95,16 @@ export class GlobalSessionManager extends EventEmitter<GlobalSessionManagerEvent
     this.logger.info({ clientId, limit: bytes }, 'client memory limit set');
   }
 
+  /**
+   * Forgets a limit set with setClientMemoryLimit. A registered client falls
+   * back at once to its pattern limit or the default.
+   */
+  clearClientMemoryLimit(clientId: string): void {
+    assertClientId(clientId);
+    native.clearClientLimit(clientId);
+    this.logger.info({ clientId }, 'client memory limit cleared');
+  }
+
   /** The client's limit, or the one it would get if it registered now. */
   getClientMemoryLimit(clientId: string): number {
     assertClientId(clientId);
@@ -113,7 +126,10 @@ export class GlobalSessionManager extends EventEmitter<GlobalSessionManagerEvent
     return native.globalUsage();
   }
 
-  /** Limit for clients with neither an exact nor a pattern limit (0 = unlimited). */
+  /**
+   * Limit for clients with neither an exact nor a pattern limit (0 =
+   * unlimited); applies at once to registered clients that use it.
+   */
   setDefaultClientMemoryLimit(bytes: number): void {
     assertBytes('bytes', bytes);
     native.defaultClientLimit(bytes);
@@ -125,8 +141,9 @@ export class GlobalSessionManager extends EventEmitter<GlobalSessionManagerEvent
 
   /**
    * Limits by client-id pattern, tried in order after exact ids set with
-   * setClientMemoryLimit; the first match wins. Applies to clients that
-   * register afterwards.
+   * setClientMemoryLimit; the first match wins. Applies at once to
+   * registered clients whose limit came from a pattern or the default, and
+   * to clients that register afterwards.
    */
   setClientMemoryLimitPatterns(patterns: LimitPatternEntry[]): void {
     if (!Array.isArray(patterns)) {
@@ -200,7 +217,11 @@ export class GlobalSessionManager extends EventEmitter<GlobalSessionManagerEvent
 
   /** Calls cleanupExpiredAllocators() every `intervalSeconds` (0 stops). The timer does not keep the process alive. */
   startExpiryCleanup(intervalSeconds: number): void {
-    assertSeconds('intervalSeconds', intervalSeconds);
+    // Node replaces timer delays above 2^31 - 1 ms with 1 ms.
+    if (typeof intervalSeconds !== 'number' || !Number.isInteger(intervalSeconds) || intervalSeconds < 0 ||
+        intervalSeconds > MAX_CLEANUP_INTERVAL_SECONDS) {
+      throw invalidArgument('intervalSeconds', intervalSeconds, `an integer number of seconds from 0 to ${MAX_CLEANUP_INTERVAL_SECONDS}`);
+    }
     this.stopExpiryCleanup();
     if (intervalSeconds === 0) return;
     cleanupTimer = setInterval(() => this.cleanupExpiredAllocators(), intervalSeconds * 1000);

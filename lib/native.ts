@@ -104,6 +104,7 @@ export interface NativeAddon {
   removeSession(clientId: string): boolean;
   cleanupExpired(): number;
   setClientLimit(clientId: string, limit: number): void;
+  clearClientLimit(clientId: string): void;
   clientLimit(clientId: string): number;
   setClientLimitPatterns(patterns: Array<[string, number]>): void;
   defaultClientLimit(limit?: number): number;

@@ -8,8 +8,9 @@ import { SessionQueue, SessionQueueOptions } from './session-queue';
 import { assertBytes, assertClientId, assertSeconds } from './validate';
 
 export interface RegisterSessionOptions {
-  /** Byte limit of the client's session (0 = unlimited). Defaults to the
-   * configured limit for the id (exact, pattern or default). */
+  /** Byte limit of the client's session (0 = unlimited). It replaces any
+   * limit set for the id before, for this session only. Without it the
+   * session gets the configured limit for the id (exact, pattern or default). */
   memoryLimit?: number;
   /** Seconds the session outlives its connection after unregisterSession,
    * as the MQTT 5 Session Expiry Interval: 0 ends it at once, 4294967295

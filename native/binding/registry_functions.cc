@@ -157,6 +157,16 @@ Napi::Value set_client_limit(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+Napi::Value clear_client_limit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string client_id;
+  if (!read_string(env, info[0], "clientId", client_id)) return Napi::Value();
+
+  int rc = registry().clear_client_limit(client_id);
+  if (rc != MQ_SUCCESS) return throw_code(env, rc, "invalid client id " + quoted(client_id));
+  return env.Undefined();
+}
+
 Napi::Value client_limit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string client_id;
@@ -400,6 +410,7 @@ void export_registry_functions(Napi::Env env, Napi::Object exports) {
       {"removeSession", remove_session},
       {"cleanupExpired", cleanup_expired},
       {"setClientLimit", set_client_limit},
+      {"clearClientLimit", clear_client_limit},
       {"clientLimit", client_limit},
       {"setClientLimitPatterns", set_client_limit_patterns},
       {"defaultClientLimit", size_setting<&SessionRegistry::default_client_limit,

@@ -130,7 +130,10 @@ int SessionRegistry::register_session(uint64_t thread_key, const std::string& cl
       // Resume: the thread already holds this session, as after an MQTT
       // reconnect with a persistent session.
       record.connected = true;
-      if (options.has_limit) record.allocators.session->set_limit(options.limit);
+      if (options.has_limit) {
+        record.allocators.session->set_limit(options.limit);
+        record.limit_source = LimitSource::kRegistration;
+      }
       if (options.has_expiry) record.expiry_seconds = options.expiry_seconds;
       out = record.allocators;
       resumed = true;
@@ -141,7 +144,9 @@ int SessionRegistry::register_session(uint64_t thread_key, const std::string& cl
   // A limit given at registration belongs to this session only; it is not
   // remembered after the session ends, so client churn cannot grow the
   // table of exact limits.
-  size_t limit = options.has_limit ? options.limit : resolve_limit(client_id);
+  bool from_options = options.has_limit;
+  bool exact = !from_options && exact_limits_.count(client_id) != 0;
+  size_t limit = from_options ? options.limit : resolve_limit(client_id);
   SessionAllocators allocators;
   const std::shared_ptr<MQTTAllocator>& thread_allocator = thread->second.allocator;
   int rc = thread_allocator->create_child(client_id, MEM_TAG_SESSION, limit,
@@ -160,6 +165,8 @@ int SessionRegistry::register_session(uint64_t thread_key, const std::string& cl
   ClientRecord record;
   record.thread_key = thread_key;
   record.allocators = allocators;
+  record.limit_source = from_options ? LimitSource::kRegistration
+                                     : exact ? LimitSource::kExact : LimitSource::kResolved;
   record.expiry_seconds = options.has_expiry ? options.expiry_seconds : default_expiry_;
   clients_.emplace(client_id, std::move(record));
   out = std::move(allocators);
@@ -227,8 +234,31 @@ int SessionRegistry::set_client_limit(const std::string& client_id, size_t limit
   std::lock_guard<std::mutex> lock(mutex_);
   exact_limits_[client_id] = limit;
   auto it = clients_.find(client_id);
-  if (it != clients_.end()) it->second.allocators.session->set_limit(limit);
+  if (it != clients_.end()) {
+    it->second.allocators.session->set_limit(limit);
+    it->second.limit_source = LimitSource::kExact;
+  }
   return MQ_SUCCESS;
+}
+
+int SessionRegistry::clear_client_limit(const std::string& client_id) {
+  if (client_id.empty()) return MQ_ERR_INVALID_ARGS;
+
+  std::lock_guard<std::mutex> lock(mutex_);
+  exact_limits_.erase(client_id);
+  auto it = clients_.find(client_id);
+  if (it != clients_.end() && it->second.limit_source == LimitSource::kExact) {
+    it->second.allocators.session->set_limit(resolve_limit(client_id));
+    it->second.limit_source = LimitSource::kResolved;
+  }
+  return MQ_SUCCESS;
+}
+
+void SessionRegistry::reapply_resolved_limits() {
+  for (auto& entry : clients_) {
+    if (entry.second.limit_source != LimitSource::kResolved) continue;
+    entry.second.allocators.session->set_limit(resolve_limit(entry.first));
+  }
 }
 
 int SessionRegistry::client_limit(const std::string& client_id, size_t& limit) const {
@@ -244,6 +274,7 @@ int SessionRegistry::client_limit(const std::string& client_id, size_t& limit) c
 void SessionRegistry::set_default_client_limit(size_t limit) {
   std::lock_guard<std::mutex> lock(mutex_);
   default_client_limit_ = limit;
+  reapply_resolved_limits();
 }
 
 size_t SessionRegistry::default_client_limit() const {
@@ -254,6 +285,7 @@ size_t SessionRegistry::default_client_limit() const {
 void SessionRegistry::set_client_limit_patterns(std::vector<LimitPattern> patterns) {
   std::lock_guard<std::mutex> lock(mutex_);
   limit_patterns_ = std::move(patterns);
+  reapply_resolved_limits();
 }
 
 void SessionRegistry::set_thread_limit(size_t limit) {

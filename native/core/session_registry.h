@@ -96,9 +96,14 @@ class SessionRegistry {
   // Sets a client's limit (0 = unlimited); applies at once to a registered
   // session and otherwise when the client registers.
   int set_client_limit(const std::string& client_id, size_t limit);
+  // Forgets a limit set with set_client_limit; a registered session falls
+  // back to its pattern or the default limit at once.
+  int clear_client_limit(const std::string& client_id);
   // The limit the client has, or would get if it registered now.
   int client_limit(const std::string& client_id, size_t& limit) const;
 
+  // The default and the patterns also apply at once to registered sessions
+  // whose limit came from them (not from registration or set_client_limit).
   void set_default_client_limit(size_t limit);
   size_t default_client_limit() const;
   // Limits by pattern, tried in order after exact ids.
@@ -117,7 +122,12 @@ class SessionRegistry {
   size_t session_count(uint64_t thread_key) const;
 
  private:
+  // Where a session's limit came from. Limits resolved from patterns or the
+  // default follow later changes of those; the other two stay as set.
+  enum class LimitSource { kResolved, kRegistration, kExact };
+
   struct ClientRecord {
+    LimitSource limit_source = LimitSource::kResolved;
     uint64_t thread_key = 0;
     SessionAllocators allocators;
     bool connected = true;
@@ -130,6 +140,9 @@ class SessionRegistry {
 
   bool is_expired(const ClientRecord& record, Clock::time_point now) const;
   size_t resolve_limit(const std::string& client_id) const;
+  // Applies the current patterns and default to sessions whose limit was
+  // resolved from them.
+  void reapply_resolved_limits();
   void remove_record(std::map<std::string, ClientRecord>::iterator it);
   ClientUsage describe(const std::string& client_id, const ClientRecord& record) const;
 

@@ -625,4 +625,47 @@ TEST(client_usages_lists_all) {
   CHECK_EQ(busy.queue->deallocate(ptr), MQ_SUCCESS);
 }
 
+TEST(limit_default_change_reaches_sessions) {
+  SessionRegistry registry;
+  uint64_t thread = add_thread(registry, "thread-a");
+  registry.set_client_limit("pinned", 3000);
+  add_session(registry, thread, "resolved");
+  add_session(registry, thread, "pinned");
+  add_session(registry, thread, "optioned", with_limit(5000));
+
+  registry.set_default_client_limit(7000);
+
+  CHECK_EQ(session_limit(registry, thread, "resolved"), size_t(7000));
+  CHECK_EQ(session_limit(registry, thread, "pinned"), size_t(3000));
+  CHECK_EQ(session_limit(registry, thread, "optioned"), size_t(5000));
+}
+
+TEST(limit_pattern_change_reaches_sessions) {
+  SessionRegistry registry;
+  uint64_t thread = add_thread(registry, "thread-a");
+  add_session(registry, thread, "sensor-1");
+
+  registry.set_client_limit_patterns({{"sensor-*", 2048}});
+
+  CHECK_EQ(session_limit(registry, thread, "sensor-1"), size_t(2048));
+}
+
+TEST(limit_clear_falls_back) {
+  SessionRegistry registry;
+  uint64_t thread = add_thread(registry, "thread-a");
+  registry.set_default_client_limit(1000);
+  registry.set_client_limit("c", 9000);
+  add_session(registry, thread, "c");
+
+  CHECK_EQ(registry.clear_client_limit("c"), MQ_SUCCESS);
+
+  CHECK_EQ(session_limit(registry, thread, "c"), size_t(1000));
+  size_t limit = 0;
+  registry.client_limit("c", limit);
+  CHECK_EQ(limit, size_t(1000));
+  registry.set_default_client_limit(1500);
+  CHECK_EQ(session_limit(registry, thread, "c"), size_t(1500));
+  CHECK_EQ(registry.clear_client_limit(""), MQ_ERR_INVALID_ARGS);
+}
+
 TEST_MAIN()
