@@ -21,12 +21,14 @@ export interface MqttAllocatorErrorContext {
 export class MqttAllocatorError extends Error implements MqttAllocatorErrorContext {
   readonly code: ErrorCodeName;
   readonly errno: number;
-  clientId?: string;
-  tag?: MemoryTagName;
-  requested?: number;
-  usage?: number;
-  limit?: number;
-  allocatorId?: string;
+  // `declare`: context fields that do not apply stay absent, rather than
+  // own properties holding undefined.
+  declare clientId?: string;
+  declare tag?: MemoryTagName;
+  declare requested?: number;
+  declare usage?: number;
+  declare limit?: number;
+  declare allocatorId?: string;
 
   constructor(code: ErrorCodeName, message: string, context: MqttAllocatorErrorContext = {}) {
     super(message);
@@ -49,6 +51,7 @@ export function describeValue(value: unknown): string {
   }
   if (typeof value === 'number') return Object.is(value, -0) ? '-0' : String(value);
   if (typeof value === 'bigint') return `${value}n`;
+  if (value === undefined) return 'undefined';
   if (value === null) return 'null';
   if (Array.isArray(value)) return `an array of length ${value.length}`;
   if (Buffer.isBuffer(value)) return `a Buffer of length ${value.length}`;

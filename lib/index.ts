@@ -21,3 +21,15 @@ export type { OverflowPolicy, SessionQueueEvents, SessionQueueOptions } from './
 export { formatBytes } from './hierarchy';
 export type { AllocatorNode } from './hierarchy';
 export { getLogger, setLogger } from './logging';
+export { loadConfig, defaultConfig, ConfigError, DEFAULT_CONFIG_FILE } from './config/load-config';
+export type {
+  ClientLimitRule,
+  ConfigErrorDetails,
+  ConfiguredBackend,
+  SessionAllocatorConfig,
+} from './config/load-config';
+export { applyConfig } from './config/apply-config';
+export type { ConfigChange } from './config/apply-config';
+export { parseSize, parseDuration } from './config/sizes';
+export { registerPrometheusMetrics, METRIC_NAMES, DEFAULT_TOP_CLIENTS } from './metrics';
+export type { PrometheusMetricsOptions, PrometheusMetricsRegistration } from './metrics';

@@ -7,7 +7,7 @@ import type { Document, Node as YamlNode, ParsedNode } from 'yaml';
 import { checkCount, checkDuration, checkSize, DURATION_EXPECTED, SIZE_EXPECTED } from './sizes';
 import type { ParseResult } from './sizes';
 
-/** Allocator backend requested by a configuration; `auto` prefers tcmalloc when it can be loaded. */
+/** Allocator backend requested by a configuration. `auto` prefers tcmalloc when it can be loaded. */
 export type ConfiguredBackend = 'tcmalloc' | 'system' | 'auto';
 
 /** A per-client limit from `memory.client_limits`. */
@@ -16,24 +16,24 @@ export interface ClientLimitRule {
   match: string;
   /** True for a client id, false for a pattern (a key containing `*` or `?`). */
   exact: boolean;
-  /** Limit in bytes; 0 means unlimited. */
+  /** Limit in bytes, or 0 for unlimited. */
   limit: number;
 }
 
 /** The `memory:` section of `mqtts.yaml`, with sizes in bytes and times in seconds. */
 export interface SessionAllocatorConfig {
   backend: ConfiguredBackend;
-  /** Limit of the process-wide root allocator, across all threads; 0 means unlimited. */
+  /** Limit of the process-wide root allocator, across all threads, or 0 for unlimited. */
   globalLimit: number;
-  /** Limit of each thread's allocator; 0 means unlimited. */
+  /** Limit of each thread's allocator, or 0 for unlimited. */
   threadLimit: number;
-  /** Limit for clients that no entry of clientLimits matches; 0 means unlimited. */
+  /** Limit for clients that no entry of clientLimits matches, or 0 for unlimited. */
   defaultClientLimit: number;
-  /** Client ids first, then patterns, each group in file order; the first match wins. */
+  /** Client ids first, then patterns, each group in file order. The first match wins. */
   clientLimits: ClientLimitRule[];
   /** Default session expiry interval, as the MQTT 5 Session Expiry Interval. */
   sessionExpiry: number;
-  /** Seconds between sweeps for expired sessions; 0 disables the sweep. */
+  /** Seconds between sweeps for expired sessions, or 0 for no sweep. */
   cleanupInterval: number;
   metrics: {
     /** Number of clients, by usage, exported with a client_id label. */
@@ -44,11 +44,11 @@ export interface SessionAllocatorConfig {
 /** File read by loadConfig() when no path is given, relative to the working directory. */
 export const DEFAULT_CONFIG_FILE = 'mqtts.yaml';
 
-/** The MQTT 5 Session Expiry Interval is a four-byte integer; 0xFFFFFFFF means "never expires". */
+/** The MQTT 5 Session Expiry Interval is a four-byte integer, and 0xFFFFFFFF means "never expires". */
 const MAX_SESSION_EXPIRY = 0xffff_ffff;
 
 /** Node's setInterval() accepts at most 2^31 - 1 ms and replaces larger delays by 1 ms. */
-const MAX_CLEANUP_INTERVAL = Math.floor((2 ** 31 - 1) / 1000);
+export const MAX_CLEANUP_INTERVAL = Math.floor((2 ** 31 - 1) / 1000);
 
 /** MQTT encodes a client identifier as a UTF-8 string of at most 65,535 bytes. */
 const MAX_CLIENT_ID_BYTES = 65_535;
@@ -73,7 +73,7 @@ export function defaultConfig(): SessionAllocatorConfig {
   };
 }
 
-/** Details of an invalid configuration value; `message` puts all of them in one sentence. */
+/** Details of an invalid configuration value. The error message combines all of them. */
 export interface ConfigErrorDetails {
   /** Absolute path of the file, unless the value came from an environment variable. */
   file?: string | undefined;
@@ -82,13 +82,13 @@ export interface ConfigErrorDetails {
   /** 1-based position of the value in the file, when known. */
   line?: number | undefined;
   column?: number | undefined;
-  /** Dotted path of the key, e.g. `memory.client_limits."sensor-*"`; undefined for whole-file problems. */
+  /** Dotted path of the key, e.g. `memory.client_limits."sensor-*"`, or undefined for whole-file problems. */
   keyPath?: string | undefined;
   /** The rejected value as parsed from YAML or read from the environment. */
   value?: unknown;
-  /** What was wrong with the value. */
+  /** Reason the value was rejected. */
   problem: string;
-  /** What an accepted value looks like. */
+  /** Description of an accepted value. */
   expected: string;
 }
 
@@ -315,8 +315,11 @@ class ConfigFileReader {
       seen.add(key);
 
       const limit = this.readScalar(valueNode, entryPath, checkSize, SIZE_EXPECTED);
-      const isPattern = key.includes('*') || key.includes('?');
-      (isPattern ? patterns : exact).push({ match: key, exact: !isPattern, limit });
+      if (key.includes('*') || key.includes('?')) {
+        patterns.push({ match: key, exact: false, limit });
+      } else {
+        exact.push({ match: key, exact: true, limit });
+      }
     }
     return [...exact, ...patterns];
   }
@@ -464,6 +467,9 @@ function checkClientKey(key: string): string | undefined {
   if (key === '') {
     return 'the client id is empty';
   }
+  if (!key.isWellFormed()) {
+    return 'the client id contains a lone UTF-16 surrogate, which UTF-8 cannot encode';
+  }
   if (Buffer.byteLength(key, 'utf8') > MAX_CLIENT_ID_BYTES) {
     return `the client id is longer than the ${MAX_CLIENT_ID_BYTES} bytes MQTT allows`;
   }
@@ -585,7 +591,7 @@ function formatConfigErrorMessage(details: ConfigErrorDetails): string {
       message += `:${details.line}:${details.column ?? 1}`;
     }
     if (details.keyPath !== undefined) {
-      message += ` at ${details.keyPath === '' ? 'the top level' : details.keyPath}`;
+      message += ` at ${details.keyPath === '' ? 'the top level' : shorten(details.keyPath)}`;
     }
   }
   message += `: ${details.problem}.`;
@@ -598,11 +604,18 @@ function formatConfigErrorMessage(details: ConfigErrorDetails): string {
 
 function showValue(value: unknown): string {
   if (typeof value === 'string') {
-    const shown = JSON.stringify(value);
-    return shown.length > MAX_SHOWN_VALUE_LENGTH ? `${shown.slice(0, MAX_SHOWN_VALUE_LENGTH)}…" (truncated)` : shown;
+    return shorten(JSON.stringify(value));
   }
   if (value === null || typeof value !== 'object') {
     return String(value);
   }
   return Array.isArray(value) ? 'a list' : 'a map';
+}
+
+/** Cuts long text (a client id can have 65,535 bytes) so that messages stay readable. */
+function shorten(text: string): string {
+  if (text.length <= MAX_SHOWN_VALUE_LENGTH) {
+    return text;
+  }
+  return `${text.slice(0, MAX_SHOWN_VALUE_LENGTH)}… (truncated)`;
 }

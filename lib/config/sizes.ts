@@ -183,15 +183,15 @@ function describeUnknownUnit(unit: string): string {
 }
 
 function throwInvalid(kind: string, input: unknown, problem: string, expected: string): never {
-  let shown: string;
+  let inputText: string;
   if (typeof input === 'string') {
-    shown = JSON.stringify(input);
+    inputText = JSON.stringify(input);
   } else if (typeof input === 'number') {
-    shown = String(input);
+    inputText = String(input);
   } else {
-    shown = describeType(input);
+    inputText = describeType(input);
   }
-  const message = `Invalid ${kind} ${shown}: ${problem}. Expected ${expected}.`;
+  const message = `Invalid ${kind} ${inputText}: ${problem}. Expected ${expected}.`;
   if (typeof input === 'number' || typeof input === 'string') {
     throw new RangeError(message);
   }
