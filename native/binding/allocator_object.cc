@@ -133,7 +133,9 @@ Napi::Value AllocatorObject::allocate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   size_t size = 0;
   if (!read_size(env, info[0], "size", size)) return Napi::Value();
-  bool throw_on_limit = info.Length() < 2 || info[1].ToBoolean().Value();
+  // Read without coercion: coercing may call into JavaScript, which fails
+  // while the thread is being terminated, and node-addon-api then aborts.
+  bool throw_on_limit = !info[1].IsBoolean() || info[1].As<Napi::Boolean>().Value();
   bool cache = allocator_->tag() == MEM_TAG_MESSAGE_CACHE;
   return allocate_buffer(env, allocator_, size, throw_on_limit, cache);
 }
