@@ -1,0 +1,677 @@
+// BoundedPersistence: an Aedes 1.x persistence that keeps each client's
+// session messages in session buffers charged to that client, and bounds them
+// by the client's byte limit.
+//
+// Where each kind of data is kept:
+// - Outgoing messages of persistent (clean=false) subscribers, queued and
+//   inflight, are kept here, their payloads copied into buffers from the
+//   subscriber's 'queue' allocator. One buffer serves a message from enqueue
+//   to acknowledgement; it is not copied again when the message goes inflight.
+// - Inbound QoS 2 messages awaiting PUBREL are kept here, their payloads in
+//   buffers from the publisher's 'session' allocator (session state, not a
+//   queue).
+// - Subscriptions, retained messages and wills stay in the inner persistence;
+//   every method for them is delegated unchanged. The outgoing and inbound
+//   methods are answered here and never reach the inner persistence, so no
+//   message is stored twice and nothing unbounded is left behind.
+//
+// What a client's bytes mean: each subscriber's stored message holds its own
+// copy of the payload, charged to that subscriber. A client's usage is thus
+// exactly the buffers held for it: never shared, never counted twice. Fan-out
+// to N offline subscribers costs N copies, each bounded by its own
+// subscriber's limit. The charge is the backend's usable size of the copy.
+// Packet fields are small V8 objects and the topic string is shared with the
+// broker, so neither is charged. An empty payload is still charged the
+// backend's smallest block (8 bytes with tcmalloc), so a flood of empty
+// messages stays bounded too.
+//
+// Buffers and writes: session buffers never leave this module. Packets handed
+// to Aedes (outgoingStream, outgoingClearMessageId, incomingGetPacket) carry V8
+// copies made when Aedes requests them, so no socket write ever points into a
+// session buffer and a buffer can be released at any moment. The copies in
+// transit are bounded by the stream's backpressure towards the socket.
+//
+// Over budget: outgoingEnqueueCombi never rejects (the error would reach the
+// publisher, not the subscriber). A subscriber whose copy does not fit is
+// skipped, and its policy decides what else happens:
+// - 'drop-new': the new message is not stored for it;
+// - 'drop-oldest': its oldest queued messages are dropped until the new one
+//   fits (inflight messages are never dropped: they only await their ack);
+// - 'disconnect': the new message is not stored and the subscriber's
+//   connection, if open, is closed.
+// Each drop is counted (stats()), emitted ('drop', 'disconnect') and logged as
+// one summary per interval. An online subscriber still receives the message
+// live from Aedes. Only the stored copy, used for redelivery, is missing.
+//
+// Releases: at PUBACK; at PUBREC for the payload of an outgoing QoS 2 message
+// (a PUBREL, without payload, is kept until PUBCOMP); at PUBREL for inbound
+// QoS 2; on a clean start (cleanSubscriptions, cleanIncoming); when a clean
+// client disconnects; when the session expires; on broker close and destroy().
+//
+// Sessions: a client's session is registered on the broker's 'client' event
+// (clean clients with expiry 0, persistent ones with `expiryInterval` or the
+// manager's default) and unregistered on 'clientDisconnect'. A session is
+// expired once cleanupExpiredAllocators() has removed its allocators. That is
+// noticed by a periodic check, when a message is stored for the client, and
+// when it reconnects; its stored messages are then released and its
+// subscriptions removed from the inner persistence, since the session ended.
+import { EventEmitter } from 'node:events';
+import { Readable } from 'node:stream';
+
+import type { Aedes, Client } from 'aedes';
+import type { Logger } from 'pino';
+
+import { invalidArgument } from '../errors';
+import { GlobalSessionManager } from '../global-manager';
+import { getLogger, REFUSAL_LOG_INTERVAL_MS } from '../logging';
+import type { ThreadLocalSessionManager } from '../thread-manager';
+import { assertBytes, assertSeconds } from '../validate';
+import { ClientStore, entryKey, StoredEntry, toPacket } from './client-store';
+import { DropLog } from './drop-log';
+import type {
+  AedesPersistence,
+  BoundedPersistenceEvents,
+  BoundedPersistenceOptions,
+  BoundedPersistenceStats,
+  ClientStoreStats,
+  DropReason,
+  OverflowAction,
+  PersistenceClient,
+  PersistencePacket,
+  PersistenceSubscriber,
+  PersistenceSubscription,
+  StoredPacket,
+} from './types';
+
+const POLICIES: ReadonlySet<string> = new Set(['drop-new', 'drop-oldest', 'disconnect']);
+const DEFAULT_EXPIRY_CHECK_SECONDS = 5;
+const EMPTY = new Uint8Array(0);
+
+function payloadOf(packet: PersistencePacket): Uint8Array {
+  const payload = packet.payload;
+  if (payload === undefined) return EMPTY;
+  return typeof payload === 'string' ? Buffer.from(payload) : payload;
+}
+
+function assertPolicy(name: string, value: unknown): asserts value is OverflowAction {
+  if (typeof value !== 'string' || !POLICIES.has(value)) {
+    throw invalidArgument(name, value, "'drop-new', 'drop-oldest' or 'disconnect'");
+  }
+}
+
+// Loaded only when no persistence is given, so that applications passing
+// their own persistence do not load aedes-persistence.
+function defaultPersistence(): AedesPersistence {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const create = require('aedes-persistence') as () => AedesPersistence;
+  return create();
+}
+
+function* copiesOf(store: ClientStore, entries: StoredEntry[]): Generator<StoredPacket> {
+  for (const entry of entries) {
+    // Entries acknowledged, dropped or cleared since the snapshot are skipped.
+    if (store.holds(entry)) yield toPacket(entry);
+  }
+}
+
+export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> implements AedesPersistence {
+  /** The persistence that keeps subscriptions, retained messages and wills. */
+  readonly inner: AedesPersistence;
+  readonly manager: GlobalSessionManager;
+  /** Policy for clients that clientPolicies leaves undecided. */
+  readonly policy: OverflowAction;
+  private readonly clientPolicies: ((clientId: string) => OverflowAction | undefined) | undefined;
+  private readonly sessions: ThreadLocalSessionManager;
+  private readonly logger: Logger;
+  private readonly expiryInterval: number | undefined;
+  private readonly expiryCheckMs: number;
+  private readonly dropLog: DropLog;
+  // Keyed by client id in Maps, never plain objects, because ids come from
+  // the wire and may be "__proto__".
+  private readonly stores = new Map<string, ClientStore>();
+  private readonly expiring = new Map<string, Promise<void>>();
+  private readonly totals = { dropped: 0, evicted: 0, disconnected: 0, expiredSessions: 0 };
+  private broker: Aedes | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private destroyed = false;
+
+  private readonly onClient = (client: Client): void => this.clientConnected(client);
+  private readonly onClientDisconnect = (client: Client): void => this.clientDisconnected(client);
+  // Aedes closes a client after an error and normally reports it with
+  // 'clientDisconnect' too. This covers a close that ends without it.
+  private readonly onClientError = (client: Client): void => {
+    setImmediate(() => {
+      if (client.closed) this.clientDisconnected(client);
+    });
+  };
+  private readonly onClosed = (): void => this.releaseAll();
+  private readonly releaseBuffer = (buffer: Buffer): void => {
+    try {
+      this.sessions.release(buffer);
+    } catch (error) {
+      this.logger.error({ err: error }, 'releasing a session buffer failed; its bytes stay charged until it is collected');
+    }
+  };
+
+  constructor(options: BoundedPersistenceOptions = {}) {
+    super();
+    if (options === null || typeof options !== 'object') {
+      throw invalidArgument('options', options, 'an object of BoundedPersistence options');
+    }
+    const policy = options.policy ?? 'drop-new';
+    assertPolicy('policy', policy);
+    if (options.clientPolicies !== undefined && typeof options.clientPolicies !== 'function') {
+      throw invalidArgument('clientPolicies', options.clientPolicies, 'a function (clientId) => policy or undefined');
+    }
+    if (options.expiryInterval !== undefined) assertSeconds('expiryInterval', options.expiryInterval);
+    const expiryCheck = options.expiryCheckInterval ?? DEFAULT_EXPIRY_CHECK_SECONDS;
+    assertSeconds('expiryCheckInterval', expiryCheck);
+    const logInterval = options.logIntervalMs ?? REFUSAL_LOG_INTERVAL_MS;
+    assertBytes('logIntervalMs', logInterval);
+    if (options.persistence !== undefined && (options.persistence === null || typeof options.persistence.setup !== 'function')) {
+      throw invalidArgument('persistence', options.persistence, 'an Aedes persistence with an async setup(broker)');
+    }
+
+    this.inner = options.persistence ?? defaultPersistence();
+    this.manager = options.manager ?? GlobalSessionManager.instance();
+    this.sessions = this.manager.getThreadManager();
+    this.policy = policy;
+    this.clientPolicies = options.clientPolicies;
+    this.logger = options.logger ?? getLogger();
+    this.expiryInterval = options.expiryInterval;
+    this.expiryCheckMs = expiryCheck * 1000;
+    this.dropLog = new DropLog(this.logger, logInterval);
+  }
+
+  // Aedes requires a real async function here (it checks the constructor name).
+  async setup(broker: Aedes): Promise<void> {
+    if (this.destroyed) throw new Error('setup failed: this BoundedPersistence was destroyed; create a new one for the broker');
+    if (this.broker !== undefined && this.broker !== broker) {
+      throw new Error('setup failed: this BoundedPersistence already serves another broker; create one per broker');
+    }
+    if (this.broker === undefined) {
+      this.broker = broker;
+      broker.on('client', this.onClient);
+      broker.on('clientDisconnect', this.onClientDisconnect);
+      broker.on('clientError', this.onClientError);
+      broker.on('closed', this.onClosed);
+      if (this.expiryCheckMs > 0) {
+        this.expiryTimer = setInterval(() => this.sweepExpiredSessions(), this.expiryCheckMs);
+        this.expiryTimer.unref();
+      }
+    }
+    await this.inner.setup(broker);
+  }
+
+  /** Returns the messages and bytes kept, by client, and the drop counters. */
+  stats(): BoundedPersistenceStats {
+    const stats: BoundedPersistenceStats = {
+      ...this.totals,
+      queuedMessages: 0,
+      queuedBytes: 0,
+      inflightMessages: 0,
+      inflightBytes: 0,
+      incomingMessages: 0,
+      incomingBytes: 0,
+      clients: new Map(),
+    };
+    for (const store of this.stores.values()) {
+      const client = store.stats();
+      stats.queuedMessages += client.queuedMessages;
+      stats.queuedBytes += client.queuedBytes;
+      stats.inflightMessages += client.inflightMessages;
+      stats.inflightBytes += client.inflightBytes;
+      stats.incomingMessages += client.incomingMessages;
+      stats.incomingBytes += client.incomingBytes;
+      stats.clients.set(store.clientId, client);
+    }
+    return stats;
+  }
+
+  /** Returns what is kept for one client, or undefined for a client without a store. */
+  clientStats(clientId: string): ClientStoreStats | undefined {
+    return this.stores.get(clientId)?.stats();
+  }
+
+  /** Returns the policy applied to `clientId` when a message does not fit. */
+  policyFor(clientId: string): OverflowAction {
+    const chosen = this.clientPolicies?.(clientId);
+    if (chosen === undefined || chosen === this.policy) return this.policy;
+    return POLICIES.has(chosen) ? chosen : this.policy;
+  }
+
+  /**
+   * Releases the stored messages of every offline client whose session was
+   * removed by expiry cleanup, and removes its subscriptions from the inner
+   * persistence. Runs every `expiryCheckInterval` seconds. Call it after
+   * cleanupExpiredAllocators() to release at once. Returns the number of
+   * sessions found expired.
+   */
+  sweepExpiredSessions(): number {
+    let expired = 0;
+    for (const store of [...this.stores.values()]) {
+      if (store.connected || store.expired || this.sessions.hasSession(store.clientId)) continue;
+      void this.expire(store);
+      expired += 1;
+    }
+    return expired;
+  }
+
+  // --- Outgoing messages: kept here. ---
+
+  async outgoingEnqueue(sub: PersistenceSubscriber, packet: PersistencePacket): Promise<void> {
+    if (this.destroyed) return;
+    this.enqueueFor(sub.clientId, packet, payloadOf(packet));
+  }
+
+  async outgoingEnqueueCombi(subs: PersistenceSubscriber[], packet: PersistencePacket): Promise<void> {
+    if (this.destroyed || subs.length === 0) return;
+    const payload = payloadOf(packet);
+    if (subs.length === 1) {
+      this.enqueueFor(subs[0].clientId, packet, payload);
+      return;
+    }
+    // A client matched by several of its subscriptions gets one copy.
+    const seen = new Set<string>();
+    for (const sub of subs) {
+      if (seen.has(sub.clientId)) continue;
+      seen.add(sub.clientId);
+      this.enqueueFor(sub.clientId, packet, payload);
+    }
+  }
+
+  /**
+   * Moves a message from queued to inflight once Aedes gave it a packet id,
+   * or replaces a QoS 2 payload by its PUBREL once PUBREC arrived. A message
+   * not kept here (dropped for this client) is no error, because Aedes then
+   * writes it live, without a stored copy for redelivery.
+   */
+  async outgoingUpdate(client: PersistenceClient, packet: PersistencePacket): Promise<void> {
+    const store = this.stores.get(client.id);
+    if (store === undefined || packet.messageId === undefined) return;
+    if (packet.cmd === 'pubrel') {
+      store.markReceived(packet.messageId);
+      return;
+    }
+    store.markInflight(entryKey(packet.brokerId, packet.brokerCounter), packet.messageId);
+  }
+
+  /** Releases a message at PUBACK or PUBCOMP and returns it with a payload copy. */
+  async outgoingClearMessageId(client: PersistenceClient, packet: PersistencePacket): Promise<StoredPacket | undefined> {
+    // NOTE: Aedes also calls this without a packet id when authorizeForward
+    // drops a live message. Such a call is ignored, because the same call comes
+    // for a duplicate delivery whose stored copy is still needed, so the copy
+    // stays queued until the client reconnects or starts clean.
+    if (packet.messageId === undefined) return undefined;
+    return this.stores.get(client.id)?.acknowledge(packet.messageId);
+  }
+
+  /** Returns a stream of the client's outgoing messages in arrival order,
+   * each a packet with a payload copy made as the stream is read. */
+  outgoingStream(client: PersistenceClient): Readable {
+    const store = this.stores.get(client.id);
+    if (store === undefined) return Readable.from([]);
+    return Readable.from(copiesOf(store, store.outgoingSnapshot()));
+  }
+
+  // --- Inbound QoS 2 messages: kept here. ---
+
+  /** Stores an inbound QoS 2 message until PUBREL. Rejects when it does not
+   * fit in the publisher's own budget, and Aedes then closes that publisher. */
+  async incomingStorePacket(client: PersistenceClient, packet: PersistencePacket): Promise<void> {
+    if (this.destroyed) return;
+    const store = this.connectedStore(client.id);
+    const payload = payloadOf(packet);
+    let data: Buffer;
+    try {
+      data = this.sessions.allocate(client.id, payload.byteLength, 'session');
+    } catch (error) {
+      this.recordDrop(store, client.id, 'disconnect', 'inbound-limit-exceeded', payload.byteLength, packet.topic);
+      throw error;
+    }
+    data.set(payload);
+    store.storeIncoming(packet, data);
+  }
+
+  async incomingGetPacket(client: PersistenceClient, packet: PersistencePacket): Promise<StoredPacket> {
+    const found = this.stores.get(client.id)?.getIncoming(packet.messageId ?? 0);
+    // Aedes reads a rejection as "not stored".
+    if (found === undefined) throw new Error('no such packet');
+    return found;
+  }
+
+  async incomingDelPacket(client: PersistenceClient, packet: PersistencePacket): Promise<void> {
+    const deleted = this.stores.get(client.id)?.deleteIncoming(packet.messageId ?? 0) ?? false;
+    if (!deleted) throw new Error('no such packet');
+  }
+
+  async cleanIncoming(client: PersistenceClient): Promise<void> {
+    this.stores.get(client.id)?.clearIncoming();
+    if (typeof this.inner.cleanIncoming === 'function') await this.inner.cleanIncoming(client);
+  }
+
+  // --- Subscriptions: delegated, with the session's lifecycle. ---
+
+  /** Releases the client's outgoing messages on a clean start, then delegates. */
+  async cleanSubscriptions(client: PersistenceClient): Promise<unknown> {
+    this.stores.get(client.id)?.clearOutgoing();
+    return this.inner.cleanSubscriptions(client);
+  }
+
+  /** Ends a session that expired while its client was away, then delegates.
+   * Aedes calls this as a persistent client connects, so nothing expired is restored. */
+  async subscriptionsByClient(client: PersistenceClient): Promise<PersistenceSubscription[]> {
+    let pending = this.expiring.get(client.id);
+    const store = this.stores.get(client.id);
+    if (pending === undefined && store !== undefined && !store.connected && !this.sessions.hasSession(client.id)) {
+      pending = this.expire(store);
+    }
+    if (pending !== undefined) await pending;
+    return this.inner.subscriptionsByClient(client);
+  }
+
+  addSubscriptions(client: PersistenceClient, subs: PersistenceSubscription[]): Promise<unknown> {
+    return this.inner.addSubscriptions(client, subs);
+  }
+
+  removeSubscriptions(client: PersistenceClient, topics: string[]): Promise<unknown> {
+    return this.inner.removeSubscriptions(client, topics);
+  }
+
+  subscriptionsByTopic(topic: string): Promise<PersistenceSubscriber[]> {
+    return this.inner.subscriptionsByTopic(topic);
+  }
+
+  countOffline(): Promise<{ subsCount: number; clientsCount: number }> {
+    return this.inner.countOffline();
+  }
+
+  getClientList(topic: string): Readable {
+    return this.inner.getClientList(topic);
+  }
+
+  // --- Retained messages and wills: delegated. ---
+
+  storeRetained(packet: PersistencePacket): Promise<unknown> {
+    return this.inner.storeRetained(packet);
+  }
+
+  createRetainedStream(pattern: string): Readable {
+    return this.inner.createRetainedStream(pattern);
+  }
+
+  createRetainedStreamCombi(patterns: string[]): Readable {
+    return this.inner.createRetainedStreamCombi(patterns);
+  }
+
+  putWill(client: PersistenceClient, packet: PersistencePacket): Promise<unknown> {
+    return this.inner.putWill(client, packet);
+  }
+
+  getWill(client: PersistenceClient): Promise<StoredPacket | undefined> {
+    return this.inner.getWill(client);
+  }
+
+  delWill(client: PersistenceClient): Promise<StoredPacket | undefined> {
+    return this.inner.delWill(client);
+  }
+
+  streamWill(brokers?: Record<string, number>): Readable {
+    return this.inner.streamWill(brokers);
+  }
+
+  /**
+   * Releases every stored message, unregisters the sessions of clients still
+   * connected, stops the timers, logs pending drop counts and destroys the
+   * inner persistence. Call it after the broker has closed. A second call
+   * does nothing.
+   */
+  async destroy(): Promise<void> {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    if (this.expiryTimer !== undefined) clearInterval(this.expiryTimer);
+    this.expiryTimer = undefined;
+    const broker = this.broker;
+    if (broker !== undefined) {
+      broker.removeListener('client', this.onClient);
+      broker.removeListener('clientDisconnect', this.onClientDisconnect);
+      broker.removeListener('clientError', this.onClientError);
+      broker.removeListener('closed', this.onClosed);
+    }
+    this.releaseAll();
+    this.dropLog.flush();
+    await this.inner.destroy();
+  }
+
+  // --- Internals. ---
+
+  private clientConnected(client: Client): void {
+    if (this.destroyed) return;
+    const clientId = client.id;
+    let resumed: boolean;
+    try {
+      const expiryInterval = client.clean ? 0 : this.expiryInterval;
+      resumed = this.sessions.registerSession(clientId, { expiryInterval }).resumed;
+    } catch (error) {
+      // Without a session nothing of the client can be charged, so it cannot
+      // be bounded either.
+      this.logger.error({ err: error, clientId }, 'registering the session of a connecting client failed; closing its connection');
+      client.close();
+      return;
+    }
+
+    let store = this.stores.get(clientId);
+    if (store !== undefined && (store.expired || !resumed)) {
+      // The session was removed by expiry cleanup before any check noticed.
+      this.endSession(store);
+      store = undefined;
+    }
+    if (store === undefined) {
+      store = new ClientStore(clientId, this.releaseBuffer);
+      this.stores.set(clientId, store);
+    }
+    store.client = client;
+    store.closing = undefined;
+  }
+
+  private clientDisconnected(client: Client): void {
+    const store = this.stores.get(client.id);
+    // Ignored for a connection that another one with the same id replaced.
+    if (store === undefined || store.client !== client) return;
+    store.client = undefined;
+    store.closing = undefined;
+    try {
+      this.sessions.unregisterSession(client.id);
+    } catch (error) {
+      this.logger.warn({ err: error, clientId: client.id }, 'unregistering the session of a disconnected client failed');
+    }
+    if (client.clean) {
+      // A clean session ends with its connection.
+      store.clear();
+      this.stores.delete(client.id);
+    }
+  }
+
+  /** Returns the store of a connected client. Registers a session for a
+   * client that connected before this persistence was set up. */
+  private connectedStore(clientId: string): ClientStore {
+    let store = this.stores.get(clientId);
+    if (store === undefined) {
+      if (!this.sessions.hasSession(clientId)) this.sessions.registerSession(clientId, { expiryInterval: this.expiryInterval });
+      store = new ClientStore(clientId, this.releaseBuffer);
+      this.stores.set(clientId, store);
+    }
+    return store;
+  }
+
+  /**
+   * Returns the store of a subscriber about to get a message, or undefined
+   * while its expired session is being removed. A subscriber known to the
+   * inner persistence but never registered here (a persistence that outlived
+   * a restart) gets an offline session now, which expires after its interval.
+   */
+  private subscriberStore(clientId: string): ClientStore | undefined {
+    const store = this.stores.get(clientId);
+    if (store !== undefined) {
+      if (!store.connected && !store.expired && !this.sessions.hasSession(clientId)) void this.expire(store);
+      return store;
+    }
+    if (this.expiring.has(clientId)) return undefined;
+    this.sessions.registerSession(clientId, { expiryInterval: this.expiryInterval });
+    this.sessions.unregisterSession(clientId);
+    const created = new ClientStore(clientId, this.releaseBuffer);
+    this.stores.set(clientId, created);
+    return created;
+  }
+
+  // Catches every error, because a failure for one subscriber must not reach
+  // the publisher. Event listeners are guarded in emitSafely.
+  private enqueueFor(clientId: string, packet: PersistencePacket, payload: Uint8Array): void {
+    const policy = this.policyFor(clientId);
+    const bytes = payload.byteLength;
+    let store: ClientStore | undefined;
+    try {
+      store = this.subscriberStore(clientId);
+      if (store === undefined || store.expired) {
+        this.recordDrop(store, clientId, policy, 'session-expired', bytes, packet.topic);
+        return;
+      }
+      if (store.hasOutgoing(entryKey(packet.brokerId, packet.brokerCounter))) return;
+
+      const data = this.allocateOutgoing(store, bytes, policy);
+      if (data === undefined) {
+        this.recordDrop(store, clientId, policy, 'limit-exceeded', bytes, packet.topic);
+        if (policy === 'disconnect') this.disconnect(store, policy);
+        return;
+      }
+      data.set(payload);
+      store.enqueue(packet, data);
+    } catch (error) {
+      this.logger.debug({ err: error, clientId }, 'storing a message failed: the subscriber has no session here; the message is dropped for it');
+      this.recordDrop(store, clientId, policy, 'no-session', bytes, packet.topic);
+    }
+  }
+
+  /** Allocates `size` payload bytes from the client's queue allocator, after
+   * evictions under 'drop-oldest'. Returns undefined when they do not fit. */
+  private allocateOutgoing(store: ClientStore, size: number, policy: OverflowAction): Buffer | undefined {
+    if (policy === 'drop-oldest') {
+      const limit = this.manager.getClientMemoryLimit(store.clientId);
+      // A message larger than the whole budget never fits: evicting for it
+      // would only empty the queue.
+      if (limit !== 0 && size > limit) return undefined;
+      // Evicting up front spares the allocator a rejection per eviction. The
+      // loop below covers rounding to usable sizes and limits above the client.
+      if (limit !== 0) {
+        while (this.sessions.getSessionMemoryUsage(store.clientId) + size > limit && this.evictOldest(store));
+      }
+    }
+    for (;;) {
+      const data = this.sessions.tryAllocate(store.clientId, size, 'queue');
+      if (data !== undefined) return data;
+      if (policy !== 'drop-oldest' || !this.evictOldest(store)) return undefined;
+    }
+  }
+
+  private evictOldest(store: ClientStore): boolean {
+    const entry = store.evictOldest();
+    if (entry === undefined) return false;
+    store.evicted += 1;
+    this.totals.evicted += 1;
+    this.recordDrop(store, store.clientId, 'drop-oldest', 'evicted', entry.bytes, entry.topic);
+    return true;
+  }
+
+  private recordDrop(
+    store: ClientStore | undefined,
+    clientId: string,
+    policy: OverflowAction,
+    reason: DropReason,
+    bytes: number,
+    topic: string | undefined,
+  ): void {
+    if (store !== undefined) store.dropped += 1;
+    this.totals.dropped += 1;
+    this.dropLog.recordDrop(clientId, policy, reason);
+    if (this.listenerCount('drop') > 0) this.emitSafely('drop', { clientId, policy, reason, bytes, topic });
+  }
+
+  // Events are emitted inside the publisher's flow, so a throwing listener is
+  // logged rather than allowed to reach the publisher.
+  private emitSafely<K extends keyof BoundedPersistenceEvents>(event: K, ...args: BoundedPersistenceEvents[K]): void {
+    try {
+      // The cast only restates the event map, which TypeScript cannot narrow for a generic key.
+      (this.emit as (name: K, ...rest: BoundedPersistenceEvents[K]) => boolean)(event, ...args);
+    } catch (error) {
+      this.logger.error({ err: error, event }, `a '${event}' listener of BoundedPersistence threw; fix the listener`);
+    }
+  }
+
+  private disconnect(store: ClientStore, policy: OverflowAction): void {
+    const client = store.client;
+    if (client === undefined || client.closed || store.closing === client) return;
+    store.closing = client;
+    store.disconnected += 1;
+    this.totals.disconnected += 1;
+    this.dropLog.recordDisconnect(store.clientId, policy);
+    this.emitSafely('disconnect', { clientId: store.clientId });
+    // Closed on a later turn: this runs inside the publisher's flow, which
+    // must finish undisturbed.
+    setImmediate(() => client.close());
+  }
+
+  /** Releases an expired session's messages and removes its store. */
+  private endSession(store: ClientStore): void {
+    const released = store.clear();
+    store.expired = true;
+    if (this.stores.get(store.clientId) === store) this.stores.delete(store.clientId);
+    this.totals.expiredSessions += 1;
+    this.logger.info({ clientId: store.clientId, ...released }, 'session expired; its stored messages were released');
+    if (this.listenerCount('expired') > 0) this.emitSafely('expired', { clientId: store.clientId, ...released });
+  }
+
+  /** Ends an expired session: its messages are released at once, then its
+   * subscriptions are removed from the inner persistence. */
+  private expire(store: ClientStore): Promise<void> {
+    const clientId = store.clientId;
+    const pending = this.expiring.get(clientId);
+    if (pending !== undefined) return pending;
+    this.endSession(store);
+    if (this.destroyed) return Promise.resolve();
+
+    const cleaning = this.cleanInner({ id: clientId }).finally(() => {
+      if (this.expiring.get(clientId) === cleaning) this.expiring.delete(clientId);
+    });
+    this.expiring.set(clientId, cleaning);
+    return cleaning;
+  }
+
+  private async cleanInner(client: PersistenceClient): Promise<void> {
+    try {
+      await this.inner.cleanSubscriptions(client);
+      if (typeof this.inner.cleanIncoming === 'function') await this.inner.cleanIncoming(client);
+    } catch (error) {
+      this.logger.warn({ err: error, clientId: client.id }, 'removing the subscriptions of an expired session failed');
+    }
+  }
+
+  private releaseAll(): void {
+    for (const store of this.stores.values()) {
+      if (store.client !== undefined) {
+        try {
+          this.sessions.unregisterSession(store.clientId);
+        } catch (error) {
+          this.logger.warn({ err: error, clientId: store.clientId }, 'unregistering a session failed');
+        }
+      }
+      store.clear();
+    }
+    this.stores.clear();
+  }
+}
+
+/** Wraps an Aedes persistence (by default the in-memory aedes-persistence) so
+ * that each client's session messages are charged to it and bounded. */
+export function createBoundedPersistence(options: BoundedPersistenceOptions = {}): BoundedPersistence {
+  return new BoundedPersistence(options);
+}

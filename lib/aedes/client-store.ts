@@ -1,0 +1,289 @@
+// ClientStore: what BoundedPersistence keeps for one client — its outgoing
+// messages (queued, then inflight once Aedes gives them a packet id) and its
+// inbound QoS 2 messages — each payload in a session buffer of the client.
+//
+// Contract: the session buffers never leave this store. Packets handed to
+// Aedes carry V8 copies made when Aedes requests them. A buffer may thus be
+// released at any moment (ack, eviction, clean start, expiry, close), because
+// no socket write handed to libuv ever points into it.
+import type { Client } from 'aedes';
+
+import type { ClientStoreStats, PersistencePacket, StoredPacket } from './types';
+
+/** Stored message around its session buffer `data`. `data` is undefined once
+ * released. An outgoing QoS 2 message that reached PUBREC keeps its entry
+ * without payload, as a PUBREL to resend. */
+export interface StoredEntry {
+  /** Arrival order within the client, so that redelivery keeps it. */
+  readonly seq: number;
+  /** brokerId and brokerCounter, which name a message before it has a packet id. */
+  readonly key: string;
+  cmd: 'publish' | 'pubrel';
+  readonly brokerId: string | undefined;
+  readonly brokerCounter: number | undefined;
+  readonly topic: string | undefined;
+  readonly qos: number;
+  readonly retain: boolean;
+  readonly dup: boolean;
+  readonly properties: unknown;
+  readonly messageExpiry: number | undefined;
+  messageId: number | undefined;
+  data: Buffer | undefined;
+  /** Payload bytes in `data`. */
+  bytes: number;
+}
+
+export type ReleaseBuffer = (buffer: Buffer) => void;
+
+export function entryKey(brokerId: string | undefined, brokerCounter: number | undefined): string {
+  return `${brokerId ?? ''}\u0000${brokerCounter ?? ''}`;
+}
+
+/** Builds the entry for `packet` around its session buffer `data`. */
+export function createEntry(seq: number, packet: PersistencePacket, data: Buffer): StoredEntry {
+  return {
+    seq,
+    key: entryKey(packet.brokerId, packet.brokerCounter),
+    cmd: 'publish',
+    brokerId: packet.brokerId,
+    brokerCounter: packet.brokerCounter,
+    topic: packet.topic,
+    qos: packet.qos ?? 0,
+    retain: packet.retain ?? false,
+    dup: packet.dup ?? false,
+    properties: packet.properties,
+    messageExpiry: packet.messageExpiry,
+    messageId: packet.messageId,
+    data,
+    bytes: data.length,
+  };
+}
+
+/** Builds the packet Aedes gets for an entry: a plain object with a V8 copy
+ * of the payload, so nothing Aedes writes points into a session buffer. */
+export function toPacket(entry: StoredEntry): StoredPacket {
+  if (entry.cmd === 'pubrel') return { cmd: 'pubrel', messageId: entry.messageId };
+  const packet: StoredPacket = {
+    cmd: 'publish',
+    brokerId: entry.brokerId,
+    brokerCounter: entry.brokerCounter,
+    topic: entry.topic,
+    payload: entry.data === undefined ? Buffer.alloc(0) : Buffer.from(entry.data),
+    qos: entry.qos,
+    retain: entry.retain,
+    dup: entry.dup,
+  };
+  if (entry.messageId !== undefined) packet.messageId = entry.messageId;
+  if (entry.properties !== undefined) packet.properties = entry.properties;
+  if (entry.messageExpiry !== undefined) packet.messageExpiry = entry.messageExpiry;
+  return packet;
+}
+
+export class ClientStore {
+  /** The connection now open for this client, if any. */
+  client: Client | undefined;
+  /** Connection this store closed for overflow, so that it is closed once only. */
+  closing: Client | undefined;
+  /** True once the session expired and its messages were released. */
+  expired = false;
+
+  // Queued entries in arrival order (a Map keeps insertion order and deletes
+  // in O(1)), inflight entries by packet id, and every outgoing entry by key.
+  private readonly queued = new Map<number, StoredEntry>();
+  private readonly inflight = new Map<number, StoredEntry>();
+  private readonly byKey = new Map<string, StoredEntry>();
+  private readonly incoming = new Map<number, StoredEntry>();
+  private nextSeq = 0;
+  private queuedBytes = 0;
+  private inflightBytes = 0;
+  private incomingBytes = 0;
+
+  dropped = 0;
+  evicted = 0;
+  disconnected = 0;
+
+  constructor(
+    readonly clientId: string,
+    private readonly releaseBuffer: ReleaseBuffer,
+  ) {}
+
+  get connected(): boolean {
+    return this.client !== undefined;
+  }
+
+  /** Number of messages kept, outgoing and inbound. */
+  get messages(): number {
+    return this.queued.size + this.inflight.size + this.incoming.size;
+  }
+
+  /** Payload bytes kept, outgoing and inbound. */
+  get bytes(): number {
+    return this.queuedBytes + this.inflightBytes + this.incomingBytes;
+  }
+
+  hasOutgoing(key: string): boolean {
+    return this.byKey.has(key);
+  }
+
+  /** Appends a new queued message. */
+  enqueue(packet: PersistencePacket, data: Buffer): StoredEntry {
+    const entry = createEntry(this.nextSeq++, packet, data);
+    entry.messageId = undefined;
+    this.queued.set(entry.seq, entry);
+    this.byKey.set(entry.key, entry);
+    this.queuedBytes += entry.bytes;
+    return entry;
+  }
+
+  /** Drops the oldest queued message and returns it (already released), or
+   * undefined when nothing is queued. Inflight messages are never evicted,
+   * because they were sent and only wait for their acknowledgement. */
+  evictOldest(): StoredEntry | undefined {
+    const first = this.queued.values().next();
+    if (first.done === true) return undefined;
+    const entry = first.value;
+    this.queued.delete(entry.seq);
+    this.byKey.delete(entry.key);
+    this.queuedBytes -= entry.bytes;
+    this.free(entry);
+    return entry;
+  }
+
+  /**
+   * Moves an entry from queued to inflight once Aedes gave it a packet id,
+   * just before writing it. Returns false when the message is not kept (it
+   * was dropped, or never stored because it did not fit).
+   */
+  markInflight(key: string, messageId: number): boolean {
+    const entry = this.byKey.get(key);
+    if (entry === undefined) return false;
+    if (entry.messageId === undefined) {
+      this.queued.delete(entry.seq);
+      this.queuedBytes -= entry.bytes;
+      this.inflightBytes += entry.bytes;
+    } else if (entry.messageId !== messageId) {
+      this.inflight.delete(entry.messageId);
+    }
+    entry.messageId = messageId;
+    this.inflight.set(messageId, entry);
+    return true;
+  }
+
+  /** Releases the payload of an outgoing QoS 2 message at PUBREC, since the
+   * client has it, and keeps a PUBREL to resend. */
+  markReceived(messageId: number): boolean {
+    const entry = this.inflight.get(messageId);
+    if (entry === undefined) return false;
+    this.inflightBytes -= entry.bytes;
+    this.free(entry);
+    entry.bytes = 0;
+    entry.cmd = 'pubrel';
+    return true;
+  }
+
+  /** Removes an inflight entry at PUBACK or PUBCOMP and returns its packet,
+   * with a copy of its payload. */
+  acknowledge(messageId: number): StoredPacket | undefined {
+    const entry = this.inflight.get(messageId);
+    if (entry === undefined) return undefined;
+    const packet = toPacket(entry);
+    this.inflight.delete(messageId);
+    this.byKey.delete(entry.key);
+    this.inflightBytes -= entry.bytes;
+    this.free(entry);
+    return packet;
+  }
+
+  /** Returns the outgoing entries, inflight and queued, in arrival order,
+   * which is what a reconnecting client gets resent. */
+  outgoingSnapshot(): StoredEntry[] {
+    const entries = [...this.inflight.values(), ...this.queued.values()];
+    return entries.sort((a, b) => a.seq - b.seq);
+  }
+
+  /** Returns true while `entry` is still kept (not acknowledged, evicted or cleared). */
+  holds(entry: StoredEntry): boolean {
+    return this.byKey.get(entry.key) === entry;
+  }
+
+  /** Stores an inbound QoS 2 message until PUBREL. Replaces (and releases)
+   * one stored under the same packet id. */
+  storeIncoming(packet: PersistencePacket, data: Buffer): void {
+    const messageId = packet.messageId ?? 0;
+    this.deleteIncoming(messageId);
+    const entry = createEntry(this.nextSeq++, packet, data);
+    entry.messageId = messageId;
+    this.incoming.set(messageId, entry);
+    this.incomingBytes += entry.bytes;
+  }
+
+  getIncoming(messageId: number): StoredPacket | undefined {
+    const entry = this.incoming.get(messageId);
+    return entry === undefined ? undefined : toPacket(entry);
+  }
+
+  deleteIncoming(messageId: number): boolean {
+    const entry = this.incoming.get(messageId);
+    if (entry === undefined) return false;
+    this.incoming.delete(messageId);
+    this.incomingBytes -= entry.bytes;
+    this.free(entry);
+    return true;
+  }
+
+  /** Releases every outgoing message and returns their count and bytes. */
+  clearOutgoing(): { messages: number; bytes: number } {
+    const messages = this.queued.size + this.inflight.size;
+    const bytes = this.queuedBytes + this.inflightBytes;
+    for (const entry of this.queued.values()) this.free(entry);
+    for (const entry of this.inflight.values()) this.free(entry);
+    this.queued.clear();
+    this.inflight.clear();
+    this.byKey.clear();
+    this.queuedBytes = 0;
+    this.inflightBytes = 0;
+    return { messages, bytes };
+  }
+
+  /** Releases every inbound QoS 2 message and returns their count and bytes. */
+  clearIncoming(): { messages: number; bytes: number } {
+    const messages = this.incoming.size;
+    const bytes = this.incomingBytes;
+    for (const entry of this.incoming.values()) this.free(entry);
+    this.incoming.clear();
+    this.incomingBytes = 0;
+    return { messages, bytes };
+  }
+
+  /** Releases everything the store keeps. */
+  clear(): { messages: number; bytes: number } {
+    const outgoing = this.clearOutgoing();
+    const incoming = this.clearIncoming();
+    return { messages: outgoing.messages + incoming.messages, bytes: outgoing.bytes + incoming.bytes };
+  }
+
+  stats(): ClientStoreStats {
+    return {
+      clientId: this.clientId,
+      connected: this.connected,
+      queuedMessages: this.queued.size,
+      queuedBytes: this.queuedBytes,
+      inflightMessages: this.inflight.size,
+      inflightBytes: this.inflightBytes,
+      incomingMessages: this.incoming.size,
+      incomingBytes: this.incomingBytes,
+      dropped: this.dropped,
+      evicted: this.evicted,
+      disconnected: this.disconnected,
+    };
+  }
+
+  private free(entry: StoredEntry): void {
+    const data = entry.data;
+    if (data === undefined) return;
+    // Cleared before the release, so that a throwing release can never be
+    // retried on the same buffer.
+    entry.data = undefined;
+    this.releaseBuffer(data);
+  }
+}
