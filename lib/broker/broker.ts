@@ -1,0 +1,90 @@
+// The bounded broker: a real Aedes MQTT broker whose per-client session data
+// is held in session buffers and bounded by per-client byte limits.
+import net from 'node:net';
+import http from 'node:http';
+import { once } from 'node:events';
+
+import { Aedes } from 'aedes';
+import type { Logger } from 'pino';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+
+import { createBoundedPersistence, BoundedPersistence, OverflowAction } from '../aedes';
+import { applyConfig } from '../config/apply-config';
+import { SessionAllocatorConfig } from '../config/load-config';
+import { GlobalSessionManager } from '../global-manager';
+import { registerPrometheusMetrics } from '../metrics';
+import { createHttpServer } from './http-server';
+
+export interface BrokerOptions {
+  config: SessionAllocatorConfig;
+  host: string;
+  /** MQTT port; 0 picks a free one. */
+  port: number;
+  /** HTTP port for /metrics and /allocators; 0 picks a free one. */
+  httpPort: number;
+  logger: Logger;
+  /** Action taken for a subscriber over its limit. */
+  policy: OverflowAction;
+}
+
+export interface RunningBroker {
+  broker: Aedes;
+  persistence: BoundedPersistence;
+  mqttAddress: net.AddressInfo;
+  httpAddress: net.AddressInfo;
+  /** Stops accepting, disconnects clients, releases every session buffer. */
+  close(): Promise<void>;
+}
+
+/** Starts the broker and its HTTP server; resolves once both listen. */
+export async function startBroker(options: BrokerOptions): Promise<RunningBroker> {
+  const manager = GlobalSessionManager.instance();
+  manager.setLogger(options.logger.child({ component: 'allocator' }));
+  applyConfig(options.config, manager);
+
+  const persistence = createBoundedPersistence({
+    manager,
+    policy: options.policy,
+    logger: options.logger.child({ component: 'persistence' }),
+    expiryInterval: options.config.sessionExpiry,
+  });
+  const broker = await Aedes.createBroker({ persistence });
+  broker.on('clientError', (client, error) => {
+    options.logger.debug({ clientId: client?.id, err: error }, 'client error');
+  });
+
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  registerPrometheusMetrics(registry, { topClients: options.config.metrics.topClients, manager });
+
+  const mqttServer = net.createServer(broker.handle);
+  const httpServer = createHttpServer(registry, manager);
+  mqttServer.listen(options.port, options.host);
+  httpServer.listen(options.httpPort, options.host);
+  await Promise.all([once(mqttServer, 'listening'), once(httpServer, 'listening')]);
+  const mqttAddress = mqttServer.address() as net.AddressInfo;
+  const httpAddress = httpServer.address() as net.AddressInfo;
+  options.logger.info(
+    { mqtt: `${mqttAddress.address}:${mqttAddress.port}`, http: `${httpAddress.address}:${httpAddress.port}`, backend: manager.getBackendInfo().name },
+    'broker listening',
+  );
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      mqttServer.close();
+      closeHttp(httpServer);
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+      await persistence.destroy();
+      manager.stopExpiryCleanup();
+      options.logger.info({ globalUsage: manager.getGlobalMemoryUsage() }, 'broker stopped');
+    })();
+    return closing;
+  };
+  return { broker, persistence, mqttAddress, httpAddress, close };
+}
+
+function closeHttp(server: http.Server): void {
+  server.close();
+  server.closeAllConnections();
+}
