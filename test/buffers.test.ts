@@ -232,7 +232,7 @@ describe('release', () => {
   });
 });
 
-describe('release refused', () => {
+describe('release rejected', () => {
   test('twice throws MQ_ERR_INVALID_ARGS', () => {
     const buffer = sessions.allocate(CLIENT, 64);
     sessions.release(buffer);

@@ -179,15 +179,17 @@ describe.each(rows)('%s %s', (_name, _shown, entry, value, shown) => {
   });
 });
 
-describe('refused calls change no setting', () => {
+describe('rejected calls change no setting', () => {
   test('global limit', () => {
+    const before = manager.getGlobalMemoryLimit();
     thrown(() => manager.setGlobalMemoryLimit(-1));
-    expect(manager.getGlobalMemoryLimit()).toBe(0);
+    expect(manager.getGlobalMemoryLimit()).toBe(before);
   });
 
   test('thread limit', () => {
+    const before = manager.getThreadMemoryLimit();
     thrown(() => manager.setThreadMemoryLimit(Number.NaN));
-    expect(manager.getThreadMemoryLimit()).toBe(0);
+    expect(manager.getThreadMemoryLimit()).toBe(before);
   });
 
   test('client limit', () => {

@@ -42,7 +42,7 @@ interface ChildResult {
   stderr: string;
 }
 
-/** Runs the script `times` times; races at exit need more than one run to show. */
+/** Runs the script `times` times, because a race at exit may not show in one run. */
 function runChild(source: string, nodeArgs: string[], times: number): ChildResult[] {
   return Array.from({ length: times }, () => {
     const result = spawnSync(process.execPath, [...nodeArgs, '-e', source, PACKAGE_ROOT], {
@@ -75,7 +75,7 @@ const scenarios: Array<[string, string, string[], number]> = [
   ['natural exit with live buffers', `${PRELUDE} console.log('done');`, [], 1],
   ['process.exit(0) with live buffers', `${PRELUDE} console.log('done'); process.exit(0);`, [], 1],
   [
-    'process.exit(0) from a timer with live buffers',
+    'process.exit(0) from a timer',
     `${PRELUDE} setTimeout(() => { console.log('done'); process.exit(0); }, 10);`,
     [],
     1,
@@ -87,44 +87,44 @@ const scenarios: Array<[string, string, string[], number]> = [
     1,
   ],
   [
-    'natural exit with an expired session cleaned up and its buffers live',
+    'natural exit after expiry cleanup',
     `${PRELUDE} sessions.unregisterSession('exit-client'); sessions.registerSession('exit-client', { expiryInterval: 0 });
      sessions.unregisterSession('exit-client'); manager.cleanupExpiredAllocators(); console.log('done');`,
     [],
     1,
   ],
   [
-    'natural exit with the expiry cleanup timer running',
+    'natural exit with the cleanup timer',
     `${PRELUDE} manager.startExpiryCleanup(1); console.log('done');`,
     [],
     1,
   ],
   [
-    'process.exit(0) while a worker holds live buffers',
+    'process.exit(0) with a live worker',
     `${PRELUDE} ${WORKER_HOLDER} worker.once('message', () => { console.log('done'); process.exit(0); });`,
     [],
     1,
   ],
   [
-    'natural exit with an unreferenced worker holding live buffers',
+    'natural exit with an unref()ed worker',
     `${PRELUDE} ${WORKER_HOLDER} worker.once('message', () => { worker.unref(); console.log('done'); });`,
     [],
     1,
   ],
   [
-    'natural exit after terminating a worker with live buffers',
+    'natural exit after worker.terminate()',
     `${PRELUDE} ${WORKER_HOLDER} worker.once('message', () => worker.terminate().then(() => console.log('done')));`,
     [],
     1,
   ],
   [
-    'process.exit(0) while a worker allocates in a loop',
+    'process.exit(0) with a busy worker',
     `${PRELUDE} ${BUSY_WORKER} worker.once('message', () => { console.log('done'); process.exit(0); });`,
     [],
     8,
   ],
   [
-    'natural exit with an unreferenced worker allocating in a loop',
+    'natural exit with a busy unref()ed worker',
     `${PRELUDE} ${BUSY_WORKER} worker.once('message', () => { worker.unref(); console.log('done'); });`,
     [],
     8,

@@ -50,7 +50,7 @@ afterAll(async () => {
   for (let i = 1; i <= counter; i++) sessions.sessionAllocators.cleanupSessionAllocators(`limits-${i}`);
 });
 
-describe('refusal error', () => {
+describe('rejection error', () => {
   let error: MqttAllocatorError;
   let clientId: string;
   let held: number;
@@ -82,7 +82,7 @@ describe('refusal error', () => {
     expect(error.clientId).toBe(clientId);
   });
 
-  test('names the tag of the refusing allocator', () => {
+  test('names the rejecting allocator’s tag', () => {
     expect(error.tag).toBe('SESSION');
   });
 
@@ -113,7 +113,7 @@ describe('refusal error', () => {
 });
 
 describe('limitExceeded event', () => {
-  test('is emitted with the refusal context', () => {
+  test('carries the rejection context', () => {
     const clientId = client(2048);
     keep(sessions.allocate(clientId, 512));
     const usage = sessions.getSessionMemoryUsage(clientId);
@@ -142,12 +142,12 @@ describe('limitExceeded event', () => {
 });
 
 describe('tryAllocate', () => {
-  test('returns undefined when refused', () => {
+  test('returns undefined when rejected', () => {
     const clientId = client(1024);
     expect(sessions.tryAllocate(clientId, 2048)).toBeUndefined();
   });
 
-  test('charges nothing when refused', () => {
+  test('charges nothing when rejected', () => {
     const clientId = client(1024);
     sessions.tryAllocate(clientId, 2048);
     expect(sessions.getSessionMemoryUsage(clientId)).toBe(0);
@@ -166,13 +166,13 @@ describe('tryAllocate', () => {
 });
 
 describe('limit boundary', () => {
-  test('a limit equal to one block admits exactly that block', () => {
+  test('one-block limit admits that block', () => {
     const charge = chargeOf(1000);
     const clientId = client(charge);
     expect(sessions.tryAllocate(clientId, 1000)).toBeInstanceOf(Buffer);
   });
 
-  test('a full client refuses one more byte', () => {
+  test('a full client rejects one byte', () => {
     const charge = chargeOf(1000);
     const clientId = client(charge);
     keep(sessions.allocate(clientId, 1000));
@@ -228,7 +228,7 @@ describe('lowering a limit below usage', () => {
     expect(buffer.every((byte) => byte === 9)).toBe(true);
   });
 
-  test('refuses new allocations', () => {
+  test('rejects new allocations', () => {
     expect(thrown(() => sessions.allocate(clientId, 1)).code).toBe('MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED');
   });
 
@@ -263,7 +263,7 @@ describe('limit set before registration', () => {
     sessions.sessionAllocators.cleanupSessionAllocators('limits-early-b');
   });
 
-  test('refuses allocations past it after registration', () => {
+  test('rejects allocations past it', () => {
     manager.setClientMemoryLimit('limits-early-c', 3000);
     sessions.registerSession('limits-early-c', { expiryInterval: 0 });
     expect(sessions.tryAllocate('limits-early-c', 4000)).toBeUndefined();
@@ -276,7 +276,7 @@ describe('limit set before registration', () => {
     sessions.sessionAllocators.cleanupSessionAllocators('limits-early-d');
   });
 
-  test('does not apply to an id that merely shares a prefix', () => {
+  test('ignores ids sharing a prefix', () => {
     manager.setClientMemoryLimit('limits-early-e', 3000);
     expect(manager.getClientMemoryLimit('limits-early-e2')).toBe(manager.getDefaultClientMemoryLimit());
   });
@@ -308,19 +308,19 @@ describe('global limit', () => {
     expect(manager.getGlobalMemoryLimit()).toBe(123_456_789);
   });
 
-  test('refuses an allocation past it', () => {
+  test('rejects an allocation past it', () => {
     const clientId = client(0);
     manager.setGlobalMemoryLimit(manager.getGlobalMemoryUsage() + 8192);
     expect(thrown(() => sessions.allocate(clientId, 16_384)).code).toBe('MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED');
   });
 
-  test('refusal names the root tag', () => {
+  test('rejection names the root tag', () => {
     const clientId = client(0);
     manager.setGlobalMemoryLimit(manager.getGlobalMemoryUsage() + 8192);
     expect(thrown(() => sessions.allocate(clientId, 16_384)).tag).toBe('ROOT');
   });
 
-  test('refusal still names the client', () => {
+  test('rejection still names the client', () => {
     const clientId = client(0);
     manager.setGlobalMemoryLimit(manager.getGlobalMemoryUsage() + 8192);
     expect(thrown(() => sessions.allocate(clientId, 16_384)).clientId).toBe(clientId);
@@ -346,7 +346,7 @@ describe('global limit', () => {
     const limit = manager.getGlobalMemoryUsage() + 50_000;
     manager.setGlobalMemoryLimit(limit);
     while (sessions.tryAllocate(clientId, 1000) !== undefined) {
-      // fill up to the limit; afterEach cannot release these, garbage collection does
+      // Fill up to the limit. These buffers are freed by garbage collection, not by afterEach.
     }
     expect(manager.getGlobalMemoryUsage()).toBeLessThanOrEqual(limit);
   });
@@ -358,7 +358,7 @@ describe('thread limit', () => {
     expect(manager.getThreadMemoryLimit()).toBe(987_654);
   });
 
-  test('refuses an allocation past it', () => {
+  test('rejects an allocation past it', () => {
     const clientId = client(0);
     manager.setThreadMemoryLimit(sessions.getMemoryStatistics().totalUsage + 8192);
     expect(thrown(() => sessions.allocate(clientId, 16_384)).tag).toBe('SESSION_MANAGER');

@@ -54,7 +54,7 @@ describe('push and shift', () => {
     expect(queue.shift()?.toString()).toBe('hello queue');
   });
 
-  test('push copies: later changes to the source do not show', () => {
+  test('push copies the payload', () => {
     const queue = sessions.createSessionQueue(client(), { overflow: 'reject' });
     const source = Buffer.from('before');
     queue.push(source);
@@ -91,7 +91,7 @@ describe('push and shift', () => {
     expect(sessions.isSessionBuffer(queue.shift())).toBe(false);
   });
 
-  test('the shifted Buffer can be kept after the queue is cleared', () => {
+  test('shifted Buffer outlives clear()', () => {
     const queue = sessions.createSessionQueue(client(), { overflow: 'reject' });
     queue.push(Buffer.from('keep me'));
     const item = queue.shift();
@@ -187,7 +187,7 @@ describe('clear', () => {
 });
 
 describe("overflow 'reject'", () => {
-  test('maxMessages refuses the next payload', () => {
+  test('maxMessages rejects the next payload', () => {
     const queue = sessions.createSessionQueue(client(), { overflow: 'reject', maxMessages: 2 });
     queue.push(payload('a'));
     queue.push(payload('b'));
@@ -207,13 +207,13 @@ describe("overflow 'reject'", () => {
     expect(queue.push(payload('c'))).toBe(true);
   });
 
-  test('maxBytes refuses one byte more', () => {
+  test('maxBytes rejects one byte more', () => {
     const queue = sessions.createSessionQueue(client(), { overflow: 'reject', maxBytes: 300 });
     for (const text of 'abc') queue.push(payload(text));
     expect(queue.push(payload('d', 1))).toBe(false);
   });
 
-  test('a refused payload charges nothing', () => {
+  test('a rejected payload charges nothing', () => {
     const clientId = client();
     const queue = sessions.createSessionQueue(clientId, { overflow: 'reject', maxBytes: 100 });
     queue.push(payload('a'));
@@ -222,7 +222,7 @@ describe("overflow 'reject'", () => {
     expect(queueUsage(clientId)).toBe(usage);
   });
 
-  test('a payload larger than maxBytes is refused on an empty queue', () => {
+  test('oversized payload rejected when empty', () => {
     const queue = sessions.createSessionQueue(client(), { overflow: 'reject', maxBytes: 100 });
     expect(queue.push(payload('a', 101))).toBe(false);
   });
@@ -307,7 +307,7 @@ describe("overflow 'drop-oldest'", () => {
     expect(queueUsage(clientId)).toBe(usage);
   });
 
-  test('a payload larger than maxBytes is refused and drops nothing', () => {
+  test('oversized payload drops nothing', () => {
     const queue = sessions.createSessionQueue(client(), { overflow: 'drop-oldest', maxBytes: 100 });
     queue.push(payload('a', 50));
     queue.push(payload('b', 101));
@@ -334,7 +334,7 @@ describe('allocator limits', () => {
     expect(() => queue.push(payload('a', 5000))).not.toThrow();
   });
 
-  test('a refusal by the limit emits limitExceeded', () => {
+  test('limit rejection emits limitExceeded', () => {
     const clientId = client(1024);
     const queue = sessions.createSessionQueue(clientId, { overflow: 'reject' });
     const events: Array<string | undefined> = [];
@@ -361,7 +361,7 @@ describe('allocator limits', () => {
     expect(drain(queue)).toBe('cd');
   });
 
-  test('the global limit refuses a push', () => {
+  test('the global limit rejects a push', () => {
     const queue = sessions.createSessionQueue(client(), { overflow: 'reject' });
     manager.setGlobalMemoryLimit(manager.getGlobalMemoryUsage() + 1024);
     try {
@@ -371,14 +371,14 @@ describe('allocator limits', () => {
     }
   });
 
-  test('a queue whose session was removed refuses with MQ_ERR_ALLOCATOR_NOT_FOUND', () => {
+  test('removed session: push throws NOT_FOUND', () => {
     const clientId = client();
     const queue = sessions.createSessionQueue(clientId, { overflow: 'reject' });
     sessions.sessionAllocators.cleanupSessionAllocators(clientId);
     expect(() => queue.push(payload('a'))).toThrow(expect.objectContaining({ code: 'MQ_ERR_ALLOCATOR_NOT_FOUND' }));
   });
 
-  test('payloads stored before the session was removed can still be shifted', () => {
+  test('removed session: shift still works', () => {
     const clientId = client();
     const queue = sessions.createSessionQueue(clientId, { overflow: 'reject' });
     queue.push(Buffer.from('survivor'));

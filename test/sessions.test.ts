@@ -257,7 +257,7 @@ describe('buffers alive after cleanup', () => {
     expect(sessions.getSessionMemoryUsage(clientId)).toBe(0);
   });
 
-  test('releasing an old buffer leaves the new session’s usage alone', () => {
+  test('old buffer release spares the new session', () => {
     register(clientId);
     const fresher = sessions.allocate(clientId, 100);
     const usage = sessions.getSessionMemoryUsage(clientId);
@@ -397,12 +397,12 @@ describe('lone surrogates', () => {
   });
 
   test('two ids with different lone surrogates never collide', () => {
-    // Both would be encoded as U+FFFD in UTF-8; refusing them keeps them apart.
+    // UTF-8 encoding turns both into U+FFFD, so only rejecting them keeps them apart.
     thrown(() => sessions.registerSession('s\ud800'));
     expect(thrown(() => sessions.registerSession('s\udbff')).code).toBe('MQ_ERR_INVALID_ARGS');
   });
 
-  test('setClientMemoryLimit refuses a lone surrogate', () => {
+  test('setClientMemoryLimit rejects a lone surrogate', () => {
     expect(thrown(() => manager.setClientMemoryLimit('\ud800', 10)).code).toBe('MQ_ERR_INVALID_ARGS');
   });
 

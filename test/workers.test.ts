@@ -166,7 +166,7 @@ describe('global limit across threads', () => {
     manager.setGlobalMemoryLimit(0);
   });
 
-  test('the limit was reached (refusals happened)', () => {
+  test('the limit was reached', () => {
     expect(results[0].refused + results[1].refused).toBeGreaterThan(0);
   });
 
@@ -188,7 +188,7 @@ describe('global limit across threads', () => {
 });
 
 describe('global limit from the main thread', () => {
-  test('refuses a worker allocation past it', async () => {
+  test('rejects a worker allocation past it', async () => {
     await settle();
     manager.setGlobalMemoryLimit(manager.getGlobalMemoryUsage() + 8192);
     const worker = startWorker(
@@ -268,7 +268,7 @@ describe('ids held by another thread', () => {
       expect(thrown(() => sessions.registerSession('workers-owned')).code).toBe('MQ_ERR_ALLOCATOR_CREATE');
     });
 
-    test('the refusal names the client', () => {
+    test('the rejection names the client', () => {
       expect(thrown(() => sessions.registerSession('workers-owned')).clientId).toBe('workers-owned');
     });
 
@@ -276,7 +276,7 @@ describe('ids held by another thread', () => {
       expect(thrown(() => sessions.registerSession('workers-waiting')).code).toBe('MQ_ERR_ALLOCATOR_CREATE');
     });
 
-    test('the refusal leaves the worker’s usage alone', () => {
+    test('the rejection leaves usage unchanged', () => {
       const before = manager.getClientMemoryUsage().get('workers-owned');
       thrown(() => sessions.registerSession('workers-owned'));
       expect(manager.getClientMemoryUsage().get('workers-owned')).toBe(before);
@@ -404,7 +404,7 @@ describe('thread teardown with live buffers', () => {
     expect([failed, manager.getGlobalMemoryUsage()]).toEqual(['worker failed on purpose', baseline]);
   });
 
-  test('released and dropped buffers of an ending worker are freed once', async () => {
+  test('ending worker frees each buffer once', async () => {
     const worker = startWorker(
       `${PRELUDE}
       sessions.registerSession('workers-gc', { expiryInterval: 0 });

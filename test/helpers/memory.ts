@@ -5,10 +5,10 @@ import { Worker } from 'node:worker_threads';
 
 import { MqttAllocatorError } from '../../lib';
 
-/** The package root; worker threads and child processes require it (dist/). */
+/** The package root, which worker threads and child processes require (it resolves to dist/). */
 export const PACKAGE_ROOT = path.join(__dirname, '..', '..');
 
-/** Runs one full garbage collection; the suite runs under node --expose-gc. */
+/** Runs one full garbage collection. The suite runs under node --expose-gc. */
 export function collectGarbage(): void {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (gc === undefined) throw new Error('global.gc is missing: run jest with node --expose-gc');
@@ -31,7 +31,7 @@ export async function settle(): Promise<void> {
   }
 }
 
-/** Runs `action` and returns what it threw; fails when it threw nothing. */
+/** Runs `action` and returns the error it threw, or fails when it threw nothing. */
 export function thrown(action: () => unknown): MqttAllocatorError {
   try {
     action();
@@ -41,12 +41,12 @@ export function thrown(action: () => unknown): MqttAllocatorError {
   throw new Error('expected the call to throw');
 }
 
-/** Starts a worker from inline CommonJS source; `workerData.root` is the package root. */
+/** Starts a worker from inline CommonJS source, with the package root in `workerData.root`. */
 export function startWorker(source: string, data: Record<string, unknown> = {}): Worker {
   return new Worker(source, { eval: true, workerData: { root: PACKAGE_ROOT, ...data } });
 }
 
-/** Resolves with the worker's next message; rejects if it fails or exits first. */
+/** Resolves with the worker's next message, and rejects if the worker fails or exits first. */
 export function nextMessage<T>(worker: Worker): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const cleanup = (): void => {
@@ -72,7 +72,7 @@ export function nextMessage<T>(worker: Worker): Promise<T> {
   });
 }
 
-/** Resolves with the worker's exit code; rejects on an uncaught error. */
+/** Resolves with the worker's exit code, and rejects on an uncaught error. */
 export function exited(worker: Worker): Promise<number> {
   return new Promise<number>((resolve, reject) => {
     worker.once('error', reject);
