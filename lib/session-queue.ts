@@ -4,7 +4,8 @@ import { EventEmitter } from 'node:events';
 
 import { toBuffer } from './allocator';
 import { invalidArgument } from './errors';
-import { native, NativeAllocator } from './native';
+import { native, threadAllocator } from './native';
+import type { SessionAllocatorSet } from './session-allocator-manager';
 import { assertBytes } from './validate';
 
 export type OverflowPolicy = 'reject' | 'drop-oldest';
@@ -15,6 +16,12 @@ export interface SessionQueueOptions {
   /** Maximum payloads held (0 or absent = no bound of its own). */
   maxMessages?: number;
   overflow: OverflowPolicy;
+}
+
+interface StoredPayload {
+  buffer: Buffer;
+  /** Usable bytes charged for the buffer. */
+  charge: number;
 }
 
 export interface SessionQueueEvents {
@@ -28,9 +35,11 @@ export interface SessionQueueEvents {
  * leave it, so no caller can hold memory the queue has freed.
  */
 export class SessionQueue extends EventEmitter<SessionQueueEvents> {
-  private items: Buffer[] = [];
+  private items: StoredPayload[] = [];
   private head = 0;
   private payloadBytes = 0;
+  // Bytes the allocators are charged for this queue's payloads (usable sizes).
+  private chargedBytes = 0;
   private readonly maxBytes: number;
   private readonly maxMessages: number;
   readonly overflow: OverflowPolicy;
@@ -38,7 +47,7 @@ export class SessionQueue extends EventEmitter<SessionQueueEvents> {
   /** @internal */
   constructor(
     readonly clientId: string,
-    private readonly resolveAllocator: () => NativeAllocator,
+    private readonly resolveAllocators: () => SessionAllocatorSet,
     options: SessionQueueOptions,
   ) {
     super();
@@ -85,6 +94,8 @@ export class SessionQueue extends EventEmitter<SessionQueueEvents> {
       return this.store(source);
     }
 
+    // Drop nothing for a payload that would not fit even in an empty queue.
+    if (!this.fitsOnceEmpty(size)) return false;
     while (!this.fitsBounds(size)) this.dropOldest();
     while (!this.store(source)) {
       if (this.length === 0) return false;
@@ -106,7 +117,7 @@ export class SessionQueue extends EventEmitter<SessionQueueEvents> {
 
   /** Returns a copy of the oldest payload without removing it. */
   peek(): Buffer | undefined {
-    return this.length === 0 ? undefined : Buffer.from(this.items[this.head]);
+    return this.length === 0 ? undefined : Buffer.from(this.items[this.head].buffer);
   }
 
   /** Frees every payload. */
@@ -119,20 +130,45 @@ export class SessionQueue extends EventEmitter<SessionQueueEvents> {
     return this.maxBytes === 0 || this.payloadBytes + size <= this.maxBytes;
   }
 
+  /**
+   * Returns false when `size` bytes would pass a limit on the allocator path
+   * even after every payload of this queue was freed. The check uses the
+   * requested size; the allocation itself charges the usable size, which can
+   * be a little larger, so a push that passes it may still be refused after
+   * dropping.
+   */
+  private fitsOnceEmpty(size: number): boolean {
+    const { queue, session } = this.resolveAllocators();
+    const path = [queue, session, threadAllocator];
+    for (const node of path) {
+      if (node.limit !== 0 && node.usage - this.chargedBytes + size > node.limit) return false;
+    }
+    const globalLimit = native.globalLimit();
+    return globalLimit === 0 || native.globalUsage() - this.chargedBytes + size <= globalLimit;
+  }
+
   private store(source: Uint8Array): boolean {
-    const result = this.resolveAllocator().allocate(source.byteLength, false);
+    const queue = this.resolveAllocators().queue;
+    const before = queue.usage;
+    const result = queue.allocate(source.byteLength, false);
     if (result === undefined) return false;
+
+    // Only this thread allocates from this client's queue allocator, so the
+    // change of its usage is this block's charge.
+    const charge = queue.usage - before;
     const buffer = toBuffer(result);
     buffer.set(source);
-    this.items.push(buffer);
+    this.items.push({ buffer, charge });
     this.payloadBytes += buffer.length;
+    this.chargedBytes += charge;
     return true;
   }
 
   private take(): Buffer {
-    const stored = this.items[this.head];
+    const { buffer: stored, charge } = this.items[this.head];
     this.head += 1;
     this.payloadBytes -= stored.length;
+    this.chargedBytes -= charge;
     // Compact now and then, so shifted slots do not pile up.
     if (this.head > 1024 && this.head * 2 > this.items.length) {
       this.items = this.items.slice(this.head);

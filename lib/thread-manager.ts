@@ -139,7 +139,7 @@ export class ThreadLocalSessionManager {
   createSessionQueue(clientId: string, options: SessionQueueOptions): SessionQueue {
     assertClientId(clientId);
     this.sessionAllocators.require(clientId);
-    return new SessionQueue(clientId, () => this.sessionAllocators.require(clientId).queue, options);
+    return new SessionQueue(clientId, () => this.sessionAllocators.require(clientId), options);
   }
 
   private resolve(clientId: string, size: number, component: SessionComponent): NativeAllocator {

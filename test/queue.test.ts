@@ -307,6 +307,28 @@ describe("overflow 'drop-oldest'", () => {
     expect(queueUsage(clientId)).toBe(usage);
   });
 
+  test('payload over client limit drops nothing', () => {
+    const queue = sessions.createSessionQueue(client(4096), { overflow: 'drop-oldest' });
+    const dropped: Buffer[] = [];
+    queue.on('drop', (payloadCopy) => dropped.push(payloadCopy));
+    queue.push(payload('a', 1000));
+    queue.push(payload('b', 1000));
+
+    expect(queue.push(payload('c', 10000))).toBe(false);
+    expect(queue.length).toBe(2);
+    expect(dropped).toHaveLength(0);
+  });
+
+  test('payload fitting after drops is stored', () => {
+    const queue = sessions.createSessionQueue(client(4096), { overflow: 'drop-oldest' });
+    queue.push(payload('a', 1500));
+    queue.push(payload('b', 1500));
+
+    expect(queue.push(payload('c', 1500))).toBe(true);
+    expect(queue.length).toBe(2);
+    expect(queue.shift()?.[0]).toBe('b'.charCodeAt(0));
+  });
+
   test('oversized payload drops nothing', () => {
     const queue = sessions.createSessionQueue(client(), { overflow: 'drop-oldest', maxBytes: 100 });
     queue.push(payload('a', 50));
