@@ -57,8 +57,12 @@ async function main(): Promise<void> {
   if (!POLICIES.includes(policy)) {
     throw new Error(`invalid --policy: ${JSON.stringify(values.policy)}; expected ${POLICIES.join(', ')}`);
   }
-  const port = parsePort('--port', values.port ?? process.env.MQTT_PORT, 1883);
-  const httpPort = parsePort('--http-port', values['http-port'] ?? process.env.HTTP_PORT, 9090);
+  const port = values.port !== undefined
+    ? parsePort('--port', values.port, 1883)
+    : parsePort('MQTT_PORT', process.env.MQTT_PORT, 1883);
+  const httpPort = values['http-port'] !== undefined
+    ? parsePort('--http-port', values['http-port'], 9090)
+    : parsePort('HTTP_PORT', process.env.HTTP_PORT, 9090);
   const config = loadConfig(values.config);
 
   const running = await startBroker({ config, host: values.host as string, port, httpPort, logger, policy });
