@@ -44,7 +44,7 @@ export interface GlobalSessionManagerEvents {
   limitExceeded: [event: LimitExceededEvent];
 }
 
-/** Longest cleanup interval a Node timer can wait: 2^31 - 1 ms. */
+/** Maximum cleanup interval, because a Node timer waits at most 2^31 - 1 ms. */
 export const MAX_CLEANUP_INTERVAL_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 
 let instanceOfThread: GlobalSessionManager | undefined;
@@ -105,7 +105,7 @@ export class GlobalSessionManager extends EventEmitter<GlobalSessionManagerEvent
     this.logger.info({ clientId }, 'client memory limit cleared');
   }
 
-  /** The client's limit, or the one it would get if it registered now. */
+  /** Returns the client's limit, or the one it would get if it registered now. */
   getClientMemoryLimit(clientId: string): number {
     assertClientId(clientId);
     return native.clientLimit(clientId);
@@ -247,12 +247,12 @@ export class GlobalSessionManager extends EventEmitter<GlobalSessionManagerEvent
     return toAllocatorNode(native.hierarchy());
   }
 
-  /** The hierarchy as a text tree with usage against limit per node. */
+  /** Formats the hierarchy as a text tree with usage against limit per node. */
   formatAllocatorHierarchy(): string {
     return formatAllocatorNode(this.getAllocatorHierarchy());
   }
 
-  /** The backend in use and, for tcmalloc, its heap figures. */
+  /** Returns the backend in use and, for tcmalloc, its heap figures. */
   getBackendInfo(): BackendInfo {
     return native.backendInfo();
   }

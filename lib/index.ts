@@ -33,21 +33,4 @@ export type { ConfigChange } from './config/apply-config';
 export { parseSize, parseDuration } from './config/sizes';
 export { registerPrometheusMetrics, METRIC_NAMES, DEFAULT_TOP_CLIENTS } from './metrics';
 export type { PrometheusMetricsOptions, PrometheusMetricsRegistration } from './metrics';
-export { BoundedPersistence, createBoundedPersistence } from './aedes';
-export type {
-  AedesPersistence,
-  BoundedPersistenceEvents,
-  BoundedPersistenceOptions,
-  BoundedPersistenceStats,
-  ClientStoreStats,
-  DisconnectEvent,
-  DropEvent,
-  DropReason,
-  ExpiredEvent,
-  OverflowAction,
-  PersistenceClient,
-  PersistencePacket,
-  PersistenceSubscriber,
-  PersistenceSubscription,
-  StoredPacket,
-} from './aedes';
+export * from './aedes';

@@ -1,6 +1,6 @@
 // Loads the addon and describes its interface. node-gyp-build is the loader
 // because it looks in build/ (a local build by cmake-js or node-gyp) and in
-// prebuilds/ (binaries shipped in the npm package); `bindings` does not look
+// prebuilds/ (binaries shipped in the npm package). `bindings` does not look
 // in prebuilds/.
 import path from 'node:path';
 import { threadId } from 'node:worker_threads';

@@ -30,9 +30,9 @@ export interface SessionQueueEvents {
 }
 
 /**
- * A FIFO of payloads held in the client's queue allocator. Payloads are
- * copied in on push and copied out on shift; the queue's own buffers never
- * leave it, so no caller can hold memory the queue has freed.
+ * A FIFO of payloads stored in the client's queue allocator. Payloads are
+ * copied in on push and copied out on shift. The queue's own buffers never
+ * leave it, so no caller can keep a view of memory the queue has freed.
  */
 export class SessionQueue extends EventEmitter<SessionQueueEvents> {
   private items: StoredPayload[] = [];
@@ -133,8 +133,8 @@ export class SessionQueue extends EventEmitter<SessionQueueEvents> {
   /**
    * Returns false when `size` bytes would pass a limit on the allocator path
    * even after every payload of this queue was freed. The check uses the
-   * requested size; the allocation itself charges the usable size, which can
-   * be a little larger, so a push that passes it may still be refused after
+   * requested size, but the allocation charges the usable size, which can be
+   * a little larger. So a push that passes it may still be rejected after
    * dropping.
    */
   private fitsOnceEmpty(size: number): boolean {

@@ -12,7 +12,7 @@
 //   queue).
 // - Subscriptions, retained messages and wills stay in the inner persistence;
 //   every method for them is delegated unchanged. The outgoing and inbound
-//   methods are answered here and never reach the inner persistence, so no
+//   methods are implemented here and never reach the inner persistence, so no
 //   message is stored twice and nothing unbounded is left behind.
 //
 // What a client's bytes mean: each subscriber's stored message holds its own

@@ -18,8 +18,8 @@ std::shared_ptr<ThreadState>& thread_state(Napi::Env env) {
 }
 
 // Environment cleanup hook. Runs on the environment's own thread when it is
-// torn down (worker exit or terminate(), natural end of the main thread;
-// process.exit() skips it), before the remaining finalizers. Frees every
+// torn down (worker exit or terminate(), or the natural end of the main
+// thread, but not process.exit()), before the remaining finalizers. Frees every
 // block still live, so a thread's memory returns even if some finalizers
 // never run, and removes the thread's allocators and sessions. Finalizers
 // that run afterwards find their records released and only drop them.

@@ -15,11 +15,12 @@ namespace mqsa {
 
 struct ThreadState;
 
-// One allocation handed to JavaScript as an external Buffer. The record lives
-// until both of its owners have let go: the thread's live-buffer table (until
-// release(), GC or teardown frees the block) and the Buffer's finalizer,
-// which Node runs on a later event-loop turn, possibly after the block was
-// released. Every access happens on the owning JavaScript thread.
+// One allocation handed to JavaScript as an external Buffer. The record has
+// two owners and lives until both let go. The first is the thread's
+// live-buffer table, until release(), GC or teardown frees the block. The
+// second is the Buffer's finalizer, which Node runs on a later event-loop
+// turn, possibly after the block was released. Every access happens on the
+// owning JavaScript thread.
 struct BufferRecord {
   std::shared_ptr<MQTTAllocator> allocator;
   std::shared_ptr<ThreadState> thread;

@@ -82,7 +82,7 @@ std::vector<std::shared_ptr<MQTTAllocator>> MQTTAllocator::children() const {
 
 // Each node is charged with a compare-and-swap that checks its limit, so no
 // node ever passes its limit whatever other threads do. When a node refuses,
-// the nodes below it are uncharged again; until then they count the bytes,
+// the nodes below it are uncharged again. Until then they count the bytes,
 // which can make a concurrent allocation fail early but never pass a limit.
 bool MQTTAllocator::charge(size_t bytes, LimitRefusal* refusal) {
   for (MQTTAllocator* node = this; node != nullptr; node = node->parent_.get()) {
@@ -139,9 +139,9 @@ int MQTTAllocator::allocate(size_t size, void*& out, size_t& usable,
   Backend& backend = Backend::instance();
   total_requested_bytes_.fetch_add(size, std::memory_order_relaxed);
 
-  // tcmalloc tells the usable size before allocating, so a refused request
-  // never touches the heap. The system allocator only tells afterwards, so
-  // there the block is allocated first and freed again on refusal.
+  // tcmalloc reports the usable size before allocating (nallocx), so a
+  // rejected request never touches the heap. The system allocator reports it
+  // only afterwards, so there the block is allocated first and freed again.
   size_t predicted = backend.predicted_size(size);
   void* ptr = nullptr;
   size_t charged = 0;

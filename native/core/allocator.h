@@ -16,7 +16,7 @@
 
 namespace mqsa {
 
-// What a refused allocation ran into: the first node on the path from the
+// Details of a rejected allocation: the first node on the path from the
 // allocator up to the root whose limit the allocation would have passed.
 struct LimitRefusal {
   std::string allocator_id;
@@ -58,7 +58,7 @@ class MQTTAllocator : public std::enable_shared_from_this<MQTTAllocator> {
 
   // Removes the child named `id` and detaches its subtree. Live blocks of
   // the subtree stay valid and stay charged to every node above until they
-  // are freed; a detached node refuses new allocations and new children.
+  // are freed. A detached node rejects new allocations and new children.
   int remove_child(const std::string& id);
 
   // Snapshot of the current children.
@@ -76,8 +76,8 @@ class MQTTAllocator : public std::enable_shared_from_this<MQTTAllocator> {
   // this node and is freed once.
   int deallocate(void* ptr);
 
-  // Sets the limit. Lowering it below the current usage frees nothing; new
-  // allocations fail until usage drops below it.
+  // Sets the limit. Lowering it below the current usage frees nothing, but
+  // new allocations fail until usage drops below it.
   void set_limit(size_t limit) { limit_.store(limit, std::memory_order_relaxed); }
 
   const std::string& id() const { return id_; }

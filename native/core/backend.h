@@ -17,13 +17,13 @@ struct BackendInfo {
   std::string source;   // where the backend came from, see backend.cc
   std::string version;  // tcmalloc's version string; empty for the system
   std::string library;  // path of the loaded tcmalloc library, when loaded
-  // Why tcmalloc is not in use although it was not disabled on purpose;
-  // empty when tcmalloc is in use or MQTT_ALLOCATOR_BACKEND=system.
+  // Reason tcmalloc is not in use although it was not disabled on purpose.
+  // Empty when tcmalloc is in use or MQTT_ALLOCATOR_BACKEND=system.
   std::string fallback_reason;
 };
 
-// Heap figures reported by the backend. Each `has_*` flag says whether the
-// backend provides that figure.
+// Heap figures reported by the backend. `has_stats` is false when the
+// backend provides none (the system allocator).
 struct BackendHeapStats {
   bool has_stats = false;
   size_t current_allocated_bytes = 0;

@@ -127,7 +127,7 @@ int SessionRegistry::register_session(uint64_t thread_key, const std::string& cl
       if (!is_expired(record, Clock::now())) return MQ_ERR_ALLOCATOR_CREATE;
       remove_record(existing);
     } else {
-      // Resume: the thread already holds this session, as after an MQTT
+      // Resume: the session already belongs to this thread, as after an MQTT
       // reconnect with a persistent session.
       record.connected = true;
       if (options.has_limit) {
@@ -141,7 +141,7 @@ int SessionRegistry::register_session(uint64_t thread_key, const std::string& cl
     }
   }
 
-  // A limit given at registration belongs to this session only; it is not
+  // A limit given at registration belongs to this session only. It is not
   // remembered after the session ends, so client churn cannot grow the
   // table of exact limits.
   bool from_options = options.has_limit;

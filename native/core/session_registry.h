@@ -122,8 +122,8 @@ class SessionRegistry {
   size_t session_count(uint64_t thread_key) const;
 
  private:
-  // Where a session's limit came from. Limits resolved from patterns or the
-  // default follow later changes of those; the other two stay as set.
+  // Origin of a session's limit. Limits resolved from patterns or the
+  // default follow later changes of those, and the other two stay as set.
   enum class LimitSource { kResolved, kRegistration, kExact };
 
   struct ClientRecord {

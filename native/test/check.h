@@ -1,5 +1,5 @@
-// A minimal test harness for the native tests: CHECK records a failure with
-// its line and goes on; main() returns the number of failures for ctest.
+// A minimal test harness for the native tests. CHECK records a failure with
+// its line and goes on, and main() returns non-zero on any failure for ctest.
 #pragma once
 
 #include <cstdio>
