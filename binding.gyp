@@ -12,7 +12,8 @@
         "native/binding/allocator_object.cc",
         "native/binding/buffers.cc",
         "native/binding/js_errors.cc",
-        "native/binding/registry_functions.cc"
+        "native/binding/registry_functions.cc",
+        "native/binding/session_queue.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

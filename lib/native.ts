@@ -87,6 +87,12 @@ export interface NativeBackendInfo {
   heap?: Record<string, number>;
 }
 
+/** An opaque reference to a native allocator, for the allocation hot path. */
+export type NativeAllocatorToken = { readonly __token: unique symbol };
+
+/** An opaque native queue of payloads. */
+export type NativeQueueHandle = { readonly __queue: unique symbol };
+
 /** [session, queue, worker, resumed] */
 export type NativeSessionAllocators = [NativeAllocator, NativeAllocator, NativeAllocator, boolean];
 
@@ -125,6 +131,19 @@ export interface NativeAddon {
   messageCache(): NativeAllocator;
   release(buffer: unknown): void;
   isSessionBuffer(buffer: unknown): boolean;
+  /** Benchmark only: creates and detaches one external Buffer, no accounting. */
+  externalBufferFloor(size: number): void;
+  allocatorToken(allocator: NativeAllocator): NativeAllocatorToken;
+  queueCreate(): NativeQueueHandle;
+  /** Returns the bytes charged, or 0 when a limit refused the payload. */
+  queuePush(queue: NativeQueueHandle, token: NativeAllocatorToken, payload: Uint8Array): number;
+  /** Frees the oldest payload, copying it first into `target` when given (a Buffer of exactly its size). */
+  queueShift(queue: NativeQueueHandle, target: Buffer | undefined): void;
+  queuePeek(queue: NativeQueueHandle): Buffer | undefined;
+  queueClear(queue: NativeQueueHandle): void;
+  queueCharged(queue: NativeQueueHandle): number;
+  /** Same results as NativeAllocator.allocate. */
+  allocateFrom(token: NativeAllocatorToken, size: number, throwOnLimit: boolean): Buffer | ArrayBuffer | undefined;
 }
 
 export const native = nodeGypBuild(path.join(__dirname, '..')) as NativeAddon;

@@ -2,7 +2,7 @@
 // creates the allocators of this thread's sessions and caches their handles.
 import { AllocatorHandle } from './allocator';
 import { MqttAllocatorError, describeValue } from './errors';
-import { native, NativeAllocator, NativeSessionAllocators } from './native';
+import { native, NativeAllocator, NativeAllocatorToken, NativeSessionAllocators } from './native';
 import { assertBytes, assertClientId } from './validate';
 
 /** The native allocators of one session. */
@@ -10,6 +10,8 @@ export interface SessionAllocatorSet {
   session: NativeAllocator;
   queue: NativeAllocator;
   worker: NativeAllocator;
+  /** Tokens of session, queue and worker, in that order. */
+  tokens: readonly [NativeAllocatorToken, NativeAllocatorToken, NativeAllocatorToken];
 }
 
 export type SessionComponent = 'session' | 'queue' | 'worker';
@@ -23,7 +25,9 @@ export function sessionNotFound(clientId: string): MqttAllocatorError {
 }
 
 function toSet(allocators: NativeSessionAllocators): SessionAllocatorSet {
-  return { session: allocators[0], queue: allocators[1], worker: allocators[2] };
+  const [session, queue, worker] = allocators;
+  const tokens = [native.allocatorToken(session), native.allocatorToken(queue), native.allocatorToken(worker)] as const;
+  return { session, queue, worker, tokens };
 }
 
 export class SessionAllocatorManager {
@@ -62,6 +66,16 @@ export class SessionAllocatorManager {
     const set = toSet(found);
     this.sessions.set(clientId, set);
     return set;
+  }
+
+  /**
+   * Returns the cached allocators without checking that they are still in
+   * the hierarchy. Allocating from removed ones fails with
+   * MQ_ERR_ALLOCATOR_NOT_FOUND, after which the caller looks them up again.
+   * @internal
+   */
+  cached(clientId: string): SessionAllocatorSet | undefined {
+    return this.sessions.get(clientId);
   }
 
   /** @internal */

@@ -2,9 +2,8 @@
 // bounded by payload bytes and message count, with a policy for overflow.
 import { EventEmitter } from 'node:events';
 
-import { toBuffer } from './allocator';
-import { invalidArgument } from './errors';
-import { native, threadAllocator } from './native';
+import { invalidArgument, MqttAllocatorError } from './errors';
+import { native, NativeQueueHandle, threadAllocator } from './native';
 import type { SessionAllocatorSet } from './session-allocator-manager';
 import { assertBytes } from './validate';
 
@@ -18,12 +17,6 @@ export interface SessionQueueOptions {
   overflow: OverflowPolicy;
 }
 
-interface StoredPayload {
-  buffer: Buffer;
-  /** Usable bytes charged for the buffer. */
-  charge: number;
-}
-
 export interface SessionQueueEvents {
   /** A payload dropped to make room under 'drop-oldest'; a copy the listener owns. */
   drop: [payload: Buffer];
@@ -31,15 +24,18 @@ export interface SessionQueueEvents {
 
 /**
  * A FIFO of payloads stored in the client's queue allocator. Payloads are
- * copied in on push and copied out on shift. The queue's own buffers never
- * leave it, so no caller can keep a view of memory the queue has freed.
+ * copied in on push and copied out on shift. While queued they are native
+ * blocks, not Buffers, so no caller can keep a view of memory the queue has
+ * freed, and a message costs no external Buffer. A queue that is never
+ * cleared frees its payloads when it is garbage-collected.
  */
 export class SessionQueue extends EventEmitter<SessionQueueEvents> {
-  private items: StoredPayload[] = [];
+  private readonly handle: NativeQueueHandle = native.queueCreate();
+  // Payload sizes in queue order, from `head` on, so that shift() can make
+  // its Buffer before the one native call.
+  private sizes: number[] = [];
   private head = 0;
   private payloadBytes = 0;
-  // Bytes the allocators are charged for this queue's payloads (usable sizes).
-  private chargedBytes = 0;
   private readonly maxBytes: number;
   private readonly maxMessages: number;
   readonly overflow: OverflowPolicy;
@@ -47,7 +43,8 @@ export class SessionQueue extends EventEmitter<SessionQueueEvents> {
   /** @internal */
   constructor(
     readonly clientId: string,
-    private readonly resolveAllocators: () => SessionAllocatorSet,
+    /** Returns the client's allocators; `fresh` skips the cache. */
+    private readonly resolveAllocators: (fresh?: boolean) => SessionAllocatorSet,
     options: SessionQueueOptions,
   ) {
     super();
@@ -66,7 +63,7 @@ export class SessionQueue extends EventEmitter<SessionQueueEvents> {
 
   /** Payloads held. */
   get length(): number {
-    return this.items.length - this.head;
+    return this.sizes.length - this.head;
   }
 
   /** Payload bytes held: the unit of maxBytes. The allocators are charged the
@@ -108,21 +105,34 @@ export class SessionQueue extends EventEmitter<SessionQueueEvents> {
    * memory is freed and uncharged at once. */
   shift(): Buffer | undefined {
     if (this.length === 0) return undefined;
-    const stored = this.take();
-    const copy = Buffer.allocUnsafe(stored.length);
-    stored.copy(copy);
-    native.release(stored);
-    return copy;
+    const payload = Buffer.allocUnsafe(this.takeSize());
+    native.queueShift(this.handle, payload);
+    return payload;
   }
 
   /** Returns a copy of the oldest payload without removing it. */
   peek(): Buffer | undefined {
-    return this.length === 0 ? undefined : Buffer.from(this.items[this.head].buffer);
+    return native.queuePeek(this.handle);
   }
 
   /** Frees every payload. */
   clear(): void {
-    while (this.length > 0) native.release(this.take());
+    native.queueClear(this.handle);
+    this.sizes = [];
+    this.head = 0;
+    this.payloadBytes = 0;
+  }
+
+  private takeSize(): number {
+    const size = this.sizes[this.head];
+    this.head += 1;
+    this.payloadBytes -= size;
+    // Compact now and then, so shifted slots do not pile up.
+    if (this.head > 1024 && this.head * 2 > this.sizes.length) {
+      this.sizes = this.sizes.slice(this.head);
+      this.head = 0;
+    }
+    return size;
   }
 
   private fitsBounds(size: number): boolean {
@@ -138,49 +148,35 @@ export class SessionQueue extends EventEmitter<SessionQueueEvents> {
    * dropping.
    */
   private fitsOnceEmpty(size: number): boolean {
+    const charged = native.queueCharged(this.handle);
     const { queue, session } = this.resolveAllocators();
     const path = [queue, session, threadAllocator];
     for (const node of path) {
-      if (node.limit !== 0 && node.usage - this.chargedBytes + size > node.limit) return false;
+      if (node.limit !== 0 && node.usage - charged + size > node.limit) return false;
     }
     const globalLimit = native.globalLimit();
-    return globalLimit === 0 || native.globalUsage() - this.chargedBytes + size <= globalLimit;
+    return globalLimit === 0 || native.globalUsage() - charged + size <= globalLimit;
   }
 
   private store(source: Uint8Array): boolean {
-    const queue = this.resolveAllocators().queue;
-    const before = queue.usage;
-    const result = queue.allocate(source.byteLength, false);
-    if (result === undefined) return false;
-
-    // Only this thread allocates from this client's queue allocator, so the
-    // change of its usage is this block's charge.
-    const charge = queue.usage - before;
-    const buffer = toBuffer(result);
-    buffer.set(source);
-    this.items.push({ buffer, charge });
-    this.payloadBytes += buffer.length;
-    this.chargedBytes += charge;
+    let charge: number;
+    try {
+      charge = native.queuePush(this.handle, this.resolveAllocators().tokens[1], source);
+    } catch (error) {
+      if (!(error instanceof MqttAllocatorError) || error.code !== 'MQ_ERR_ALLOCATOR_NOT_FOUND') throw error;
+      // The session was removed and registered again: resolve its new allocators.
+      charge = native.queuePush(this.handle, this.resolveAllocators(true).tokens[1], source);
+    }
+    if (charge === 0) return false;
+    this.sizes.push(source.byteLength);
+    this.payloadBytes += source.byteLength;
     return true;
   }
 
-  private take(): Buffer {
-    const { buffer: stored, charge } = this.items[this.head];
-    this.head += 1;
-    this.payloadBytes -= stored.length;
-    this.chargedBytes -= charge;
-    // Compact now and then, so shifted slots do not pile up.
-    if (this.head > 1024 && this.head * 2 > this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
-    return stored;
-  }
-
   private dropOldest(): void {
-    const stored = this.take();
-    const copy = this.listenerCount('drop') > 0 ? Buffer.from(stored) : undefined;
-    native.release(stored);
+    const size = this.takeSize();
+    const copy = this.listenerCount('drop') > 0 ? Buffer.allocUnsafe(size) : undefined;
+    native.queueShift(this.handle, copy);
     if (copy !== undefined) this.emit('drop', copy);
   }
 }

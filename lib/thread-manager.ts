@@ -1,8 +1,8 @@
 // ThreadLocalSessionManager: the sessions of the calling thread and the
 // buffers allocated for them.
 import { toBuffer } from './allocator';
-import { invalidArgument } from './errors';
-import { native, NativeAllocator, NativeThreadStats } from './native';
+import { invalidArgument, MqttAllocatorError } from './errors';
+import { native, NativeThreadStats } from './native';
 import { SessionAllocatorManager, SessionAllocatorSet, SessionComponent } from './session-allocator-manager';
 import { SessionQueue, SessionQueueOptions } from './session-queue';
 import { assertBytes, assertClientId, assertSeconds } from './validate';
@@ -40,12 +40,12 @@ export interface MemoryStats {
   liveBuffers: number;
 }
 
-const COMPONENTS: ReadonlySet<string> = new Set(['session', 'queue', 'worker']);
-
-function componentAllocator(set: SessionAllocatorSet, component: SessionComponent): NativeAllocator {
-  if (component === 'session') return set.session;
-  if (component === 'queue') return set.queue;
-  return set.worker;
+/** Returns the index of a component in SessionAllocatorSet.tokens. */
+function componentIndex(component: SessionComponent): 0 | 1 | 2 {
+  if (component === 'session') return 0;
+  if (component === 'queue') return 1;
+  if (component === 'worker') return 2;
+  throw invalidArgument('component', component, "'session', 'queue' or 'worker'");
 }
 
 export class ThreadLocalSessionManager {
@@ -90,15 +90,12 @@ export class ThreadLocalSessionManager {
    * the path (component, session, thread, root) refuses.
    */
   allocate(clientId: string, size: number, component: SessionComponent = 'session'): Buffer {
-    const allocator = this.resolve(clientId, size, component);
-    return toBuffer(allocator.allocate(size, true) as Buffer | ArrayBuffer);
+    return this.allocateFor(clientId, size, component, true) as Buffer;
   }
 
   /** Like allocate(), but returns undefined when a limit refuses. */
   tryAllocate(clientId: string, size: number, component: SessionComponent = 'session'): Buffer | undefined {
-    const allocator = this.resolve(clientId, size, component);
-    const result = allocator.allocate(size, false);
-    return result === undefined ? undefined : toBuffer(result);
+    return this.allocateFor(clientId, size, component, false);
   }
 
   /** Allocates a Buffer from the process-wide message cache allocator. */
@@ -139,15 +136,31 @@ export class ThreadLocalSessionManager {
   createSessionQueue(clientId: string, options: SessionQueueOptions): SessionQueue {
     assertClientId(clientId);
     this.sessionAllocators.require(clientId);
-    return new SessionQueue(clientId, () => this.sessionAllocators.require(clientId), options);
+    const resolve = (fresh = false): SessionAllocatorSet =>
+      (fresh ? undefined : this.sessionAllocators.cached(clientId)) ?? this.sessionAllocators.require(clientId);
+    return new SessionQueue(clientId, resolve, options);
   }
 
-  private resolve(clientId: string, size: number, component: SessionComponent): NativeAllocator {
-    assertClientId(clientId);
+  // The hot path: a size check, a Map lookup and one native call. Ids found
+  // in the cache were validated when they were registered.
+  private allocateFor(clientId: string, size: number, component: SessionComponent, throwOnLimit: boolean): Buffer | undefined {
     assertBytes('size', size);
-    if (!COMPONENTS.has(component)) {
-      throw invalidArgument('component', component, "'session', 'queue' or 'worker'");
+    const index = componentIndex(component);
+    let set = this.sessionAllocators.cached(clientId);
+    if (set === undefined) {
+      assertClientId(clientId);
+      set = this.sessionAllocators.require(clientId);
     }
-    return componentAllocator(this.sessionAllocators.require(clientId), component);
+
+    let result: Buffer | ArrayBuffer | undefined;
+    try {
+      result = native.allocateFrom(set.tokens[index], size, throwOnLimit);
+    } catch (error) {
+      if (!(error instanceof MqttAllocatorError) || error.code !== 'MQ_ERR_ALLOCATOR_NOT_FOUND') throw error;
+      // The cached allocators were removed by expiry cleanup: look again.
+      set = this.sessionAllocators.require(clientId);
+      result = native.allocateFrom(set.tokens[index], size, throwOnLimit);
+    }
+    return result === undefined ? undefined : toBuffer(result);
   }
 }

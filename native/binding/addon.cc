@@ -7,6 +7,7 @@
 #include "buffers.h"
 #include "errors.h"
 #include "registry_functions.h"
+#include "session_queue.h"
 #include "session_registry.h"
 #include "tags.h"
 #include "thread_state.h"
@@ -27,6 +28,7 @@ static void teardown_thread(void* arg) {
   auto* state = static_cast<std::shared_ptr<ThreadState>*>(arg);
   ThreadState& thread = **state;
   release_all_buffers(thread);
+  for (NativeQueue* queue : thread.queues) queue->clear();
   if (thread.initialized) SessionRegistry::instance().unregister_thread(thread.thread_key);
   thread.initialized = false;
   thread.torn_down = true;
@@ -75,6 +77,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("errorCodes", error_code_list(env));
   exports.Set("memoryTags", memory_tag_list(env));
   export_registry_functions(env, exports);
+  export_queue_functions(env, exports);
   return exports;
 }
 

@@ -74,6 +74,35 @@ std::shared_ptr<MQTTAllocator> AllocatorObject::unwrap(Napi::Value value) {
   return Unwrap(object)->allocator_;
 }
 
+Napi::Value AllocatorObject::token(Napi::Env env, const std::shared_ptr<MQTTAllocator>& allocator) {
+  auto* holder = new std::shared_ptr<MQTTAllocator>(allocator);
+  return Napi::External<std::shared_ptr<MQTTAllocator>>::New(
+      env, holder, [](Napi::Env, std::shared_ptr<MQTTAllocator>* data) { delete data; });
+}
+
+Napi::Value allocator_token(const Napi::CallbackInfo& info) {
+  std::shared_ptr<MQTTAllocator> allocator = AllocatorObject::unwrap(info[0]);
+  if (!allocator) {
+    return throw_code(info.Env(), MQ_ERR_INVALID_ARGS, "expected an allocator handle");
+  }
+  return AllocatorObject::token(info.Env(), allocator);
+}
+
+Napi::Value allocate_from(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsExternal()) {
+    return throw_code(env, MQ_ERR_INVALID_ARGS, "expected an allocator token");
+  }
+  const std::shared_ptr<MQTTAllocator>& allocator =
+      *info[0].As<Napi::External<std::shared_ptr<MQTTAllocator>>>().Data();
+  size_t size = 0;
+  if (!read_size(env, info[1], "size", size)) return Napi::Value();
+  // Read without coercion, as in AllocatorObject::allocate.
+  bool throw_on_limit = !info[2].IsBoolean() || info[2].As<Napi::Boolean>().Value();
+  bool cache = allocator->tag() == MEM_TAG_MESSAGE_CACHE;
+  return allocate_buffer(env, allocator, size, throw_on_limit, cache);
+}
+
 AllocatorObject::AllocatorObject(const Napi::CallbackInfo& info)
     : Napi::ObjectWrap<AllocatorObject>(info) {
   if (info.Length() != 1 || !info[0].IsExternal()) {

@@ -22,6 +22,9 @@ class AllocatorObject : public Napi::ObjectWrap<AllocatorObject> {
 
   explicit AllocatorObject(const Napi::CallbackInfo& info);
 
+  // Returns an External holding the allocator, for allocate_from().
+  static Napi::Value token(Napi::Env env, const std::shared_ptr<MQTTAllocator>& allocator);
+
  private:
   Napi::Value id(const Napi::CallbackInfo& info);
   Napi::Value tag(const Napi::CallbackInfo& info);
@@ -39,6 +42,14 @@ class AllocatorObject : public Napi::ObjectWrap<AllocatorObject> {
 
   std::shared_ptr<MQTTAllocator> allocator_;
 };
+
+// allocateFrom(token, size, throwOnLimit): the hot-path form of
+// allocate(). A token is an External, so reaching the allocator costs no
+// property lookup, unlike unwrapping a handle object.
+Napi::Value allocate_from(const Napi::CallbackInfo& info);
+
+// allocatorToken(handle): the token of an allocator handle.
+Napi::Value allocator_token(const Napi::CallbackInfo& info);
 
 // Reads a byte count validated by the TypeScript layer: a non-negative safe
 // integer. Returns false (with an exception pending) otherwise.

@@ -1,6 +1,9 @@
 #include "buffers.h"
 
+#include <cstdlib>
 #include <string>
+
+#include "allocator_object.h"
 
 #include "errors.h"
 #include "js_errors.h"
@@ -90,7 +93,9 @@ Napi::Value allocate_buffer(Napi::Env env, const std::shared_ptr<MQTTAllocator>&
   return Napi::Value(env, buffer);
 }
 
-// Finds the live record behind `value`, or throws and returns nullptr.
+// Finds the live record behind `value`, or throws and returns nullptr. The
+// block starts at the view's data pointer minus its byte offset. A detached
+// view has no data pointer.
 static BufferRecord* find_record(Napi::Env env, napi_value value, napi_value* arraybuffer,
                                  bool throw_if_missing) {
   bool is_typed_array = false;
@@ -108,17 +113,18 @@ static BufferRecord* find_record(Napi::Env env, napi_value value, napi_value* ar
   size_t offset = 0;
   napi_get_typedarray_info(env, value, &type, &length, &view_data, arraybuffer, &offset);
 
-  bool detached = false;
-  napi_is_detached_arraybuffer(env, *arraybuffer, &detached);
-  void* data = nullptr;
-  size_t byte_length = 0;
-  if (!detached) napi_get_arraybuffer_info(env, *arraybuffer, &data, &byte_length);
-
+  bool detached = view_data == nullptr;
   std::shared_ptr<ThreadState>& state = thread_state(env);
-  auto it = detached ? state->live.end() : state->live.find(data);
-  if (it != state->live.end()) return it->second;
+  if (!detached) {
+    void* data = static_cast<char*>(view_data) - offset;
+    auto it = state->live.find(data);
+    if (it != state->live.end()) return it->second;
+  }
 
   if (throw_if_missing) {
+    // An empty foreign Buffer has no data pointer either; only the error path
+    // pays for telling the two apart.
+    if (detached) napi_is_detached_arraybuffer(env, *arraybuffer, &detached);
     throw_code(env, MQ_ERR_INVALID_ARGS,
                detached ? "the buffer was already released (its memory is detached)"
                         : "the buffer was not allocated by this package on this thread");
@@ -147,6 +153,27 @@ Napi::Value is_session_buffer(const Napi::CallbackInfo& info) {
   napi_value arraybuffer = nullptr;
   BufferRecord* record = find_record(env, info[0], &arraybuffer, false);
   return Napi::Boolean::New(env, record != nullptr);
+}
+
+// The cost Node itself puts on a session buffer, for the benchmark: one
+// external Buffer over a malloc'd block, created and detached, with a
+// finalizer that frees the block, and no accounting.
+Napi::Value external_buffer_floor(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  size_t size = 0;
+  if (!read_size(env, info[0], "size", size)) return Napi::Value();
+
+  void* data = std::malloc(size == 0 ? 1 : size);
+  napi_value buffer = nullptr;
+  napi_value arraybuffer = nullptr;
+  auto free_block = [](napi_env, void* block, void*) { std::free(block); };
+  if (napi_create_external_buffer(env, size == 0 ? 1 : size, data, free_block, nullptr, &buffer) != napi_ok) {
+    std::free(data);
+    return throw_code(env, MQ_ERR_ALLOCATOR, "could not create an external Buffer");
+  }
+  napi_get_typedarray_info(env, buffer, nullptr, nullptr, nullptr, &arraybuffer, nullptr);
+  napi_detach_arraybuffer(env, arraybuffer);
+  return env.Undefined();
 }
 
 void release_all_buffers(ThreadState& state) {

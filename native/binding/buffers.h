@@ -26,6 +26,11 @@ Napi::Value release_buffer(const Napi::CallbackInfo& info);
 // thread.
 Napi::Value is_session_buffer(const Napi::CallbackInfo& info);
 
+// externalBufferFloor(size): creates and detaches one external Buffer with no
+// accounting. Exported for the benchmark only, as the floor that Node itself
+// costs per session buffer.
+Napi::Value external_buffer_floor(const Napi::CallbackInfo& info);
+
 // Frees every live block of the thread; runs when its environment ends.
 void release_all_buffers(ThreadState& state);
 

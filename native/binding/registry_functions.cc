@@ -432,6 +432,9 @@ void export_registry_functions(Napi::Env env, Napi::Object exports) {
       {"messageCache", message_cache},
       {"release", release_buffer},
       {"isSessionBuffer", is_session_buffer},
+      {"externalBufferFloor", external_buffer_floor},
+      {"allocateFrom", allocate_from},
+      {"allocatorToken", allocator_token},
   };
   for (const Entry& entry : entries) {
     exports.Set(entry.name, Napi::Function::New(env, entry.callback, entry.name));

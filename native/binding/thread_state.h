@@ -8,12 +8,14 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "allocator.h"
 
 namespace mqsa {
 
 struct ThreadState;
+struct NativeQueue;
 
 // One allocation handed to JavaScript as an external Buffer. The record has
 // two owners and lives until both let go. The first is the thread's
@@ -40,6 +42,8 @@ struct ThreadState {
   // Blocks of this thread not yet released, by data pointer.
   std::unordered_map<void*, BufferRecord*> live;
   size_t cache_bytes = 0;  // usable bytes of live message-cache blocks
+  // Session queues of this thread whose objects are not collected yet.
+  std::unordered_set<NativeQueue*> queues;
 
   Napi::FunctionReference allocator_constructor;
   Napi::FunctionReference create_error;

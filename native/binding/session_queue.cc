@@ -1,0 +1,169 @@
+#include "session_queue.h"
+
+#include <cstring>
+
+#include "allocator_object.h"
+#include "buffers.h"
+#include "errors.h"
+#include "js_errors.h"
+#include "thread_state.h"
+
+namespace mqsa {
+
+void NativeQueue::clear() {
+  for (QueuedBlock& block : blocks) block.allocator->deallocate(block.data);
+  blocks.clear();
+  charged = 0;
+}
+
+namespace {
+
+// Runs on the owning thread when the queue object is collected, or during
+// teardown after the cleanup hook has already cleared the queue.
+void finalize_queue(napi_env /*env*/, void* data, void* /*hint*/) {
+  NativeQueue* queue = static_cast<NativeQueue*>(data);
+  queue->clear();
+  queue->thread->queues.erase(queue);
+  delete queue;
+}
+
+// Returns the queue behind argument `index`, or throws and returns null.
+NativeQueue* queue_argument(const Napi::CallbackInfo& info, size_t index) {
+  void* data = nullptr;
+  if (napi_get_value_external(info.Env(), info[index], &data) != napi_ok || data == nullptr) {
+    throw_code(info.Env(), MQ_ERR_INVALID_ARGS, "expected a queue handle");
+    return nullptr;
+  }
+  return static_cast<NativeQueue*>(data);
+}
+
+// queueCreate(): a new empty queue.
+Napi::Value queue_create(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<ThreadState>& state = thread_state(env);
+  NativeQueue* queue = new NativeQueue();
+  queue->thread = state;
+  napi_value external = nullptr;
+  if (napi_create_external(env, queue, finalize_queue, nullptr, &external) != napi_ok) {
+    delete queue;
+    return throw_code(env, MQ_ERR_ALLOCATOR, "could not create a queue handle");
+  }
+  state->queues.insert(queue);
+  return Napi::Value(env, external);
+}
+
+// queuePush(queue, allocatorToken, payload): copies the payload into a new
+// block. Returns the bytes charged, or 0 when a limit refused it (reported
+// like any refused allocation).
+Napi::Value queue_push(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  NativeQueue* queue = queue_argument(info, 0);
+  if (queue == nullptr) return Napi::Value();
+  if (!info[1].IsExternal()) return throw_code(env, MQ_ERR_INVALID_ARGS, "expected an allocator token");
+  const std::shared_ptr<MQTTAllocator>& allocator =
+      *info[1].As<Napi::External<std::shared_ptr<MQTTAllocator>>>().Data();
+
+  void* source = nullptr;
+  size_t size = 0;
+  napi_typedarray_type type;
+  if (napi_get_typedarray_info(env, info[2], &type, &size, &source, nullptr, nullptr) != napi_ok ||
+      type != napi_uint8_array) {
+    return throw_code(env, MQ_ERR_INVALID_ARGS, "expected a Buffer or Uint8Array payload");
+  }
+
+  QueuedBlock block;
+  ErrorContext context;
+  int rc = allocator->allocate(size, block.data, block.usable, &context.refusal);
+  if (rc == MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED) {
+    context.has_refusal = true;
+    context.requested = size;
+    context.client_id = owning_client_id(allocator.get());
+    report_limit_exceeded(env, context);
+    return Napi::Number::New(env, 0);
+  }
+  if (rc == MQ_ERR_ALLOCATOR_NOT_FOUND) {
+    return throw_code(env, rc, "allocator '" + allocator->id() +
+                                   "' was removed from the hierarchy and cannot allocate");
+  }
+  if (rc != MQ_SUCCESS) {
+    return throw_code(env, rc, "the memory backend could not allocate " + std::to_string(size) + " bytes");
+  }
+
+  if (size != 0) std::memcpy(block.data, source, size);
+  block.size = size;
+  block.allocator = allocator;
+  queue->charged += block.usable;
+  queue->blocks.push_back(std::move(block));
+  return Napi::Number::New(env, static_cast<double>(queue->blocks.back().usable));
+}
+
+// queueShift(queue, target): removes the oldest payload and frees its
+// block, copying the payload into `target` (a Buffer of exactly its size)
+// unless `target` is undefined. The caller creates the target with
+// Buffer.allocUnsafe, which is much cheaper than a Buffer made here.
+Napi::Value queue_shift(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  NativeQueue* queue = queue_argument(info, 0);
+  if (queue == nullptr) return Napi::Value();
+  if (queue->blocks.empty()) {
+    return throw_code(env, MQ_ERR_INVALID_ARGS, "the queue is empty");
+  }
+
+  QueuedBlock& block = queue->blocks.front();
+  if (!info[1].IsUndefined()) {
+    void* target = nullptr;
+    size_t length = 0;
+    napi_typedarray_type type;
+    if (napi_get_typedarray_info(env, info[1], &type, &length, &target, nullptr, nullptr) != napi_ok ||
+        type != napi_uint8_array || length != block.size) {
+      return throw_code(env, MQ_ERR_INVALID_ARGS,
+                        "expected a Buffer of " + std::to_string(block.size) + " bytes to copy into");
+    }
+    if (block.size != 0) std::memcpy(target, block.data, block.size);
+  }
+
+  block.allocator->deallocate(block.data);
+  queue->charged -= block.usable;
+  queue->blocks.pop_front();
+  return env.Undefined();
+}
+
+// queuePeek(queue): a Buffer copy of the oldest payload, or undefined.
+Napi::Value queue_peek(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  NativeQueue* queue = queue_argument(info, 0);
+  if (queue == nullptr) return Napi::Value();
+  if (queue->blocks.empty()) return env.Undefined();
+
+  const QueuedBlock& block = queue->blocks.front();
+  return Napi::Buffer<uint8_t>::Copy(env, static_cast<uint8_t*>(block.data), block.size);
+}
+
+Napi::Value queue_clear(const Napi::CallbackInfo& info) {
+  NativeQueue* queue = queue_argument(info, 0);
+  if (queue == nullptr) return Napi::Value();
+
+  queue->clear();
+  return info.Env().Undefined();
+}
+
+// queueCharged(queue): usable bytes charged for the queue's payloads.
+Napi::Value queue_charged(const Napi::CallbackInfo& info) {
+  NativeQueue* queue = queue_argument(info, 0);
+  if (queue == nullptr) return Napi::Value();
+
+  return Napi::Number::New(info.Env(), static_cast<double>(queue->charged));
+}
+
+}  // namespace
+
+void export_queue_functions(Napi::Env env, Napi::Object exports) {
+  exports.Set("queueCreate", Napi::Function::New(env, queue_create, "queueCreate"));
+  exports.Set("queuePush", Napi::Function::New(env, queue_push, "queuePush"));
+  exports.Set("queueShift", Napi::Function::New(env, queue_shift, "queueShift"));
+  exports.Set("queuePeek", Napi::Function::New(env, queue_peek, "queuePeek"));
+  exports.Set("queueClear", Napi::Function::New(env, queue_clear, "queueClear"));
+  exports.Set("queueCharged", Napi::Function::New(env, queue_charged, "queueCharged"));
+}
+
+}  // namespace mqsa
