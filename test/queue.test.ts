@@ -420,3 +420,30 @@ describe('garbage collection', () => {
     expect(queueUsage(clientId)).toBe(0);
   });
 });
+
+describe('lifetime', () => {
+  test('collected queue frees its payloads', async () => {
+    const clientId = client();
+    let queue: SessionQueue | undefined = sessions.createSessionQueue(clientId, { overflow: 'reject' });
+    for (const text of 'abc') queue.push(payload(text, 3000));
+    expect(queueUsage(clientId)).toBeGreaterThanOrEqual(9000);
+
+    queue = undefined;
+    await settle();
+
+    expect(queueUsage(clientId)).toBe(0);
+  });
+
+  test('shift after session re-registration', () => {
+    const clientId = client();
+    const queue = sessions.createSessionQueue(clientId, { overflow: 'reject' });
+    queue.push(payload('a', 500));
+    sessions.sessionAllocators.cleanupSessionAllocators(clientId);
+    sessions.registerSession(clientId, { expiryInterval: 0 });
+
+    expect(queue.push(payload('b', 500))).toBe(true);
+    expect(queueUsage(clientId)).toBeGreaterThanOrEqual(500);
+    expect(drain(queue)).toBe('ab');
+    expect(queueUsage(clientId)).toBe(0);
+  });
+});
