@@ -12,6 +12,7 @@
         "native/binding/allocator_object.cc",
         "native/binding/buffers.cc",
         "native/binding/js_errors.cc",
+        "native/binding/payload_blocks.cc",
         "native/binding/registry_functions.cc",
         "native/binding/session_queue.cc"
       ],

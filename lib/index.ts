@@ -13,7 +13,7 @@ export type {
   LimitPatternEntry,
 } from './global-manager';
 export { ThreadLocalSessionManager } from './thread-manager';
-export type { MemoryStats, RegisterSessionOptions, SessionRegistration } from './thread-manager';
+export type { MemoryStats, PayloadHandle, RegisterSessionOptions, SessionRegistration } from './thread-manager';
 export { SessionAllocatorManager } from './session-allocator-manager';
 export type { SessionComponent } from './session-allocator-manager';
 export { SessionQueue } from './session-queue';

@@ -134,6 +134,11 @@ export interface NativeAddon {
   /** Benchmark only: creates and detaches one external Buffer, no accounting. */
   externalBufferFloor(size: number): void;
   allocatorToken(allocator: NativeAllocator): NativeAllocatorToken;
+  /** Returns the payload's handle, or 0 when a limit refused it. */
+  payloadStore(token: NativeAllocatorToken, payload: Uint8Array): number;
+  payloadSize(handle: number): number;
+  payloadRead(handle: number, target: Buffer): void;
+  payloadFree(handle: number): void;
   queueCreate(): NativeQueueHandle;
   /** Returns the bytes charged, or 0 when a limit refused the payload. */
   queuePush(queue: NativeQueueHandle, token: NativeAllocatorToken, payload: Uint8Array): number;

@@ -2,7 +2,7 @@
 // buffers allocated for them.
 import { toBuffer } from './allocator';
 import { invalidArgument, MqttAllocatorError } from './errors';
-import { native, NativeThreadStats } from './native';
+import { native, NativeAllocatorToken, NativeThreadStats } from './native';
 import { SessionAllocatorManager, SessionAllocatorSet, SessionComponent } from './session-allocator-manager';
 import { SessionQueue, SessionQueueOptions } from './session-queue';
 import { assertBytes, assertClientId, assertSeconds } from './validate';
@@ -17,6 +17,9 @@ export interface RegisterSessionOptions {
    * never. Defaults to the process-wide default expiry. */
   expiryInterval?: number;
 }
+
+/** A stored payload of storePayload(), valid on the thread that stored it. */
+export type PayloadHandle = number;
 
 export interface SessionRegistration {
   clientId: string;
@@ -98,6 +101,39 @@ export class ThreadLocalSessionManager {
     return this.allocateFor(clientId, size, component, false);
   }
 
+  /**
+   * Copies `payload` into the client's session, queue (default) or worker
+   * allocator and keeps it native, without a Buffer: the cheapest way to hold
+   * bytes that JavaScript reads again only later, such as a stored message.
+   * Returns a handle for loadPayload() and freePayload(), or undefined when
+   * a limit refuses it. Handles are valid on this thread only.
+   */
+  storePayload(clientId: string, payload: Uint8Array, component: SessionComponent = 'queue'): PayloadHandle | undefined {
+    if (!(payload instanceof Uint8Array)) {
+      throw invalidArgument('payload', payload, 'a Buffer or Uint8Array');
+    }
+    const handle = this.withTokens(clientId, component, (token) => native.payloadStore(token, payload));
+    return handle === 0 ? undefined : handle;
+  }
+
+  /** Returns a copy of a stored payload as a plain Buffer the caller owns. */
+  loadPayload(handle: PayloadHandle): Buffer {
+    const payload = Buffer.allocUnsafe(native.payloadSize(handle));
+    native.payloadRead(handle, payload);
+    return payload;
+  }
+
+  /** Size in bytes of a stored payload. */
+  payloadSize(handle: PayloadHandle): number {
+    return native.payloadSize(handle);
+  }
+
+  /** Frees a stored payload now. Throws, freeing nothing, for a handle that
+   * was freed already or belongs to another thread. */
+  freePayload(handle: PayloadHandle): void {
+    native.payloadFree(handle);
+  }
+
   /** Allocates a Buffer from the process-wide message cache allocator. */
   allocateCache(size: number): Buffer {
     assertBytes('size', size);
@@ -145,6 +181,14 @@ export class ThreadLocalSessionManager {
   // in the cache were validated when they were registered.
   private allocateFor(clientId: string, size: number, component: SessionComponent, throwOnLimit: boolean): Buffer | undefined {
     assertBytes('size', size);
+    const result = this.withTokens(clientId, component, (token) => native.allocateFrom(token, size, throwOnLimit));
+    return result === undefined ? undefined : toBuffer(result);
+  }
+
+  // Runs `action` with the token of the client's component allocator. When
+  // the cached allocators were removed by expiry cleanup, the session is
+  // looked up again and `action` runs once more.
+  private withTokens<T>(clientId: string, component: SessionComponent, action: (token: NativeAllocatorToken) => T): T {
     const index = componentIndex(component);
     let set = this.sessionAllocators.cached(clientId);
     if (set === undefined) {
@@ -152,15 +196,11 @@ export class ThreadLocalSessionManager {
       set = this.sessionAllocators.require(clientId);
     }
 
-    let result: Buffer | ArrayBuffer | undefined;
     try {
-      result = native.allocateFrom(set.tokens[index], size, throwOnLimit);
+      return action(set.tokens[index]);
     } catch (error) {
       if (!(error instanceof MqttAllocatorError) || error.code !== 'MQ_ERR_ALLOCATOR_NOT_FOUND') throw error;
-      // The cached allocators were removed by expiry cleanup: look again.
-      set = this.sessionAllocators.require(clientId);
-      result = native.allocateFrom(set.tokens[index], size, throwOnLimit);
+      return action(this.sessionAllocators.require(clientId).tokens[index]);
     }
-    return result === undefined ? undefined : toBuffer(result);
   }
 }

@@ -1,14 +1,16 @@
 // BoundedPersistence: an Aedes 1.x persistence that keeps each client's
-// session messages in session buffers charged to that client, and bounds them
+// session messages in payload blocks charged to that client, and bounds them
 // by the client's byte limit.
 //
 // Where each kind of data is kept:
 // - Outgoing messages of persistent (clean=false) subscribers, queued and
-//   inflight, are kept here, their payloads copied into buffers from the
-//   subscriber's 'queue' allocator. One buffer serves a message from enqueue
-//   to acknowledgement; it is not copied again when the message goes inflight.
+//   inflight, are kept here, their payloads copied into native payload
+//   blocks (ThreadLocalSessionManager.storePayload) of the subscriber's
+//   'queue' allocator. One block serves a message from enqueue to
+//   acknowledgement; it is not copied again when the message goes inflight.
+//   A block costs no Buffer while it waits.
 // - Inbound QoS 2 messages awaiting PUBREL are kept here, their payloads in
-//   buffers from the publisher's 'session' allocator (session state, not a
+//   blocks of the publisher's 'session' allocator (session state, not a
 //   queue).
 // - Subscriptions, retained messages and wills stay in the inner persistence;
 //   every method for them is delegated unchanged. The outgoing and inbound
@@ -17,7 +19,7 @@
 //
 // What a client's bytes mean: each subscriber's stored message holds its own
 // copy of the payload, charged to that subscriber. A client's usage is thus
-// exactly the buffers held for it: never shared, never counted twice. Fan-out
+// exactly the blocks held for it: never shared, never counted twice. Fan-out
 // to N offline subscribers costs N copies, each bounded by its own
 // subscriber's limit. The charge is the backend's usable size of the copy.
 // Packet fields are small V8 objects and the topic string is shared with the
@@ -25,10 +27,10 @@
 // backend's smallest block (8 bytes with tcmalloc), so a flood of empty
 // messages stays bounded too.
 //
-// Buffers and writes: session buffers never leave this module. Packets handed
+// Blocks and writes: payload blocks never leave this module. Packets handed
 // to Aedes (outgoingStream, outgoingClearMessageId, incomingGetPacket) carry V8
 // copies made when Aedes requests them, so no socket write ever points into a
-// session buffer and a buffer can be released at any moment. The copies in
+// block and a block can be freed at any moment. The copies in
 // transit are bounded by the stream's backpressure towards the socket.
 //
 // Over budget: outgoingEnqueueCombi never rejects (the error would reach the
@@ -61,12 +63,12 @@ import { Readable } from 'node:stream';
 import type { Aedes, Client } from 'aedes';
 import type { Logger } from 'pino';
 
-import { invalidArgument } from '../errors';
+import { invalidArgument, MqttAllocatorError } from '../errors';
 import { GlobalSessionManager } from '../global-manager';
 import { getLogger, REFUSAL_LOG_INTERVAL_MS } from '../logging';
-import type { ThreadLocalSessionManager } from '../thread-manager';
+import type { PayloadHandle, ThreadLocalSessionManager } from '../thread-manager';
 import { assertBytes, assertSeconds } from '../validate';
-import { ClientStore, entryKey, StoredEntry, toPacket } from './client-store';
+import { ClientStore, entryKey, PayloadAccess, StoredEntry, toPacket } from './client-store';
 import { DropLog } from './drop-log';
 import type {
   AedesPersistence,
@@ -110,7 +112,7 @@ function defaultPersistence(): AedesPersistence {
 function* copiesOf(store: ClientStore, entries: StoredEntry[]): Generator<StoredPacket> {
   for (const entry of entries) {
     // Entries acknowledged, dropped or cleared since the snapshot are skipped.
-    if (store.holds(entry)) yield toPacket(entry);
+    if (store.holds(entry)) yield toPacket(entry, store.payloads);
   }
 }
 
@@ -145,12 +147,15 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
     });
   };
   private readonly onClosed = (): void => this.releaseAll();
-  private readonly releaseBuffer = (buffer: Buffer): void => {
-    try {
-      this.sessions.release(buffer);
-    } catch (error) {
-      this.logger.error({ err: error }, 'releasing a session buffer failed; its bytes stay charged until it is collected');
-    }
+  private readonly payloads: PayloadAccess = {
+    load: (handle) => this.sessions.loadPayload(handle),
+    free: (handle) => {
+      try {
+        this.sessions.freePayload(handle);
+      } catch (error) {
+        this.logger.error({ err: error }, 'freeing a stored payload failed; its bytes stay charged until the thread ends');
+      }
+    },
   };
 
   constructor(options: BoundedPersistenceOptions = {}) {
@@ -322,15 +327,16 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
     if (this.destroyed) return;
     const store = this.connectedStore(client.id);
     const payload = payloadOf(packet);
-    let data: Buffer;
-    try {
-      data = this.sessions.allocate(client.id, payload.byteLength, 'session');
-    } catch (error) {
+    const handle = this.sessions.storePayload(client.id, payload, 'session');
+    if (handle === undefined) {
       this.recordDrop(store, client.id, 'disconnect', 'inbound-limit-exceeded', payload.byteLength, packet.topic);
-      throw error;
+      throw new MqttAllocatorError(
+        'MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED',
+        `inbound QoS 2 message of ${payload.byteLength} bytes does not fit in the memory limit of client ${JSON.stringify(client.id)}`,
+        { clientId: client.id, requested: payload.byteLength },
+      );
     }
-    data.set(payload);
-    store.storeIncoming(packet, data);
+    store.storeIncoming(packet, handle, payload.byteLength);
   }
 
   async incomingGetPacket(client: PersistenceClient, packet: PersistencePacket): Promise<StoredPacket> {
@@ -467,7 +473,7 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
       store = undefined;
     }
     if (store === undefined) {
-      store = new ClientStore(clientId, this.releaseBuffer);
+      store = new ClientStore(clientId, this.payloads);
       this.stores.set(clientId, store);
     }
     store.client = client;
@@ -498,7 +504,7 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
     let store = this.stores.get(clientId);
     if (store === undefined) {
       if (!this.sessions.hasSession(clientId)) this.sessions.registerSession(clientId, { expiryInterval: this.expiryInterval });
-      store = new ClientStore(clientId, this.releaseBuffer);
+      store = new ClientStore(clientId, this.payloads);
       this.stores.set(clientId, store);
     }
     return store;
@@ -519,7 +525,7 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
     if (this.expiring.has(clientId)) return undefined;
     this.sessions.registerSession(clientId, { expiryInterval: this.expiryInterval });
     this.sessions.unregisterSession(clientId);
-    const created = new ClientStore(clientId, this.releaseBuffer);
+    const created = new ClientStore(clientId, this.payloads);
     this.stores.set(clientId, created);
     return created;
   }
@@ -538,23 +544,23 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
       }
       if (store.hasOutgoing(entryKey(packet.brokerId, packet.brokerCounter))) return;
 
-      const data = this.allocateOutgoing(store, bytes, policy);
-      if (data === undefined) {
+      const handle = this.storeOutgoing(store, payload, policy);
+      if (handle === undefined) {
         this.recordDrop(store, clientId, policy, 'limit-exceeded', bytes, packet.topic);
         if (policy === 'disconnect') this.disconnect(store, policy);
         return;
       }
-      data.set(payload);
-      store.enqueue(packet, data);
+      store.enqueue(packet, handle, bytes);
     } catch (error) {
       this.logger.debug({ err: error, clientId }, 'storing a message failed: the subscriber has no session here; the message is dropped for it');
       this.recordDrop(store, clientId, policy, 'no-session', bytes, packet.topic);
     }
   }
 
-  /** Allocates `size` payload bytes from the client's queue allocator, after
-   * evictions under 'drop-oldest'. Returns undefined when they do not fit. */
-  private allocateOutgoing(store: ClientStore, size: number, policy: OverflowAction): Buffer | undefined {
+  /** Stores `payload` in the client's queue allocator, after evictions
+   * under 'drop-oldest'. Returns undefined when it does not fit. */
+  private storeOutgoing(store: ClientStore, payload: Uint8Array, policy: OverflowAction): PayloadHandle | undefined {
+    const size = payload.byteLength;
     if (policy === 'drop-oldest') {
       const limit = this.manager.getClientMemoryLimit(store.clientId);
       // A message larger than the whole budget never fits: evicting for it
@@ -567,8 +573,8 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
       }
     }
     for (;;) {
-      const data = this.sessions.tryAllocate(store.clientId, size, 'queue');
-      if (data !== undefined) return data;
+      const handle = this.sessions.storePayload(store.clientId, payload, 'queue');
+      if (handle !== undefined) return handle;
       if (policy !== 'drop-oldest' || !this.evictOldest(store)) return undefined;
     }
   }

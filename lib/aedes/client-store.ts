@@ -1,17 +1,20 @@
 // ClientStore: what BoundedPersistence keeps for one client — its outgoing
 // messages (queued, then inflight once Aedes gives them a packet id) and its
-// inbound QoS 2 messages — each payload in a session buffer of the client.
+// inbound QoS 2 messages — each payload a native payload block charged to
+// the client (ThreadLocalSessionManager.storePayload), with no Buffer while
+// it waits.
 //
-// Contract: the session buffers never leave this store. Packets handed to
-// Aedes carry V8 copies made when Aedes requests them. A buffer may thus be
-// released at any moment (ack, eviction, clean start, expiry, close), because
-// no socket write handed to libuv ever points into it.
+// Contract: packets handed to Aedes carry V8 copies made when Aedes requests
+// them. A payload may thus be freed at any moment (ack, eviction, clean
+// start, expiry, close), because no socket write handed to libuv ever points
+// into it.
 import type { Client } from 'aedes';
 
+import type { PayloadHandle } from '../thread-manager';
 import type { ClientStoreStats, PersistencePacket, StoredPacket } from './types';
 
-/** Stored message around its session buffer `data`. `data` is undefined once
- * released. An outgoing QoS 2 message that reached PUBREC keeps its entry
+/** Stored message around its payload block `payload`, which is undefined
+ * once freed. An outgoing QoS 2 message that reached PUBREC keeps its entry
  * without payload, as a PUBREL to resend. */
 export interface StoredEntry {
   /** Arrival order within the client, so that redelivery keeps it. */
@@ -28,19 +31,23 @@ export interface StoredEntry {
   readonly properties: unknown;
   readonly messageExpiry: number | undefined;
   messageId: number | undefined;
-  data: Buffer | undefined;
-  /** Payload bytes in `data`. */
+  payload: PayloadHandle | undefined;
+  /** Payload bytes in `payload`. */
   bytes: number;
 }
 
-export type ReleaseBuffer = (buffer: Buffer) => void;
+/** Reads and frees payload blocks of the thread that stored them. */
+export interface PayloadAccess {
+  load(handle: PayloadHandle): Buffer;
+  free(handle: PayloadHandle): void;
+}
 
 export function entryKey(brokerId: string | undefined, brokerCounter: number | undefined): string {
   return `${brokerId ?? ''}\u0000${brokerCounter ?? ''}`;
 }
 
-/** Builds the entry for `packet` around its session buffer `data`. */
-export function createEntry(seq: number, packet: PersistencePacket, data: Buffer): StoredEntry {
+/** Builds the entry for `packet` around its payload block of `bytes` bytes. */
+export function createEntry(seq: number, packet: PersistencePacket, payload: PayloadHandle, bytes: number): StoredEntry {
   return {
     seq,
     key: entryKey(packet.brokerId, packet.brokerCounter),
@@ -54,21 +61,21 @@ export function createEntry(seq: number, packet: PersistencePacket, data: Buffer
     properties: packet.properties,
     messageExpiry: packet.messageExpiry,
     messageId: packet.messageId,
-    data,
-    bytes: data.length,
+    payload,
+    bytes,
   };
 }
 
 /** Builds the packet Aedes gets for an entry: a plain object with a V8 copy
- * of the payload, so nothing Aedes writes points into a session buffer. */
-export function toPacket(entry: StoredEntry): StoredPacket {
+ * of the payload, so nothing Aedes writes points into a payload block. */
+export function toPacket(entry: StoredEntry, payloads: PayloadAccess): StoredPacket {
   if (entry.cmd === 'pubrel') return { cmd: 'pubrel', messageId: entry.messageId };
   const packet: StoredPacket = {
     cmd: 'publish',
     brokerId: entry.brokerId,
     brokerCounter: entry.brokerCounter,
     topic: entry.topic,
-    payload: entry.data === undefined ? Buffer.alloc(0) : Buffer.from(entry.data),
+    payload: entry.payload === undefined ? Buffer.alloc(0) : payloads.load(entry.payload),
     qos: entry.qos,
     retain: entry.retain,
     dup: entry.dup,
@@ -104,7 +111,7 @@ export class ClientStore {
 
   constructor(
     readonly clientId: string,
-    private readonly releaseBuffer: ReleaseBuffer,
+    readonly payloads: PayloadAccess,
   ) {}
 
   get connected(): boolean {
@@ -126,8 +133,8 @@ export class ClientStore {
   }
 
   /** Appends a new queued message. */
-  enqueue(packet: PersistencePacket, data: Buffer): StoredEntry {
-    const entry = createEntry(this.nextSeq++, packet, data);
+  enqueue(packet: PersistencePacket, payload: PayloadHandle, bytes: number): StoredEntry {
+    const entry = createEntry(this.nextSeq++, packet, payload, bytes);
     entry.messageId = undefined;
     this.queued.set(entry.seq, entry);
     this.byKey.set(entry.key, entry);
@@ -186,7 +193,7 @@ export class ClientStore {
   acknowledge(messageId: number): StoredPacket | undefined {
     const entry = this.inflight.get(messageId);
     if (entry === undefined) return undefined;
-    const packet = toPacket(entry);
+    const packet = toPacket(entry, this.payloads);
     this.inflight.delete(messageId);
     this.byKey.delete(entry.key);
     this.inflightBytes -= entry.bytes;
@@ -208,10 +215,10 @@ export class ClientStore {
 
   /** Stores an inbound QoS 2 message until PUBREL. Replaces (and releases)
    * one stored under the same packet id. */
-  storeIncoming(packet: PersistencePacket, data: Buffer): void {
+  storeIncoming(packet: PersistencePacket, payload: PayloadHandle, bytes: number): void {
     const messageId = packet.messageId ?? 0;
     this.deleteIncoming(messageId);
-    const entry = createEntry(this.nextSeq++, packet, data);
+    const entry = createEntry(this.nextSeq++, packet, payload, bytes);
     entry.messageId = messageId;
     this.incoming.set(messageId, entry);
     this.incomingBytes += entry.bytes;
@@ -219,7 +226,7 @@ export class ClientStore {
 
   getIncoming(messageId: number): StoredPacket | undefined {
     const entry = this.incoming.get(messageId);
-    return entry === undefined ? undefined : toPacket(entry);
+    return entry === undefined ? undefined : toPacket(entry, this.payloads);
   }
 
   deleteIncoming(messageId: number): boolean {
@@ -279,11 +286,11 @@ export class ClientStore {
   }
 
   private free(entry: StoredEntry): void {
-    const data = entry.data;
-    if (data === undefined) return;
-    // Cleared before the release, so that a throwing release can never be
-    // retried on the same buffer.
-    entry.data = undefined;
-    this.releaseBuffer(data);
+    const payload = entry.payload;
+    if (payload === undefined) return;
+    // Cleared before freeing, so that a throwing free can never be retried
+    // on the same handle.
+    entry.payload = undefined;
+    this.payloads.free(payload);
   }
 }

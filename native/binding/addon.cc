@@ -29,6 +29,7 @@ static void teardown_thread(void* arg) {
   ThreadState& thread = **state;
   release_all_buffers(thread);
   for (NativeQueue* queue : thread.queues) queue->clear();
+  thread.payloads.free_all();
   if (thread.initialized) SessionRegistry::instance().unregister_thread(thread.thread_key);
   thread.initialized = false;
   thread.torn_down = true;
@@ -78,6 +79,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("memoryTags", memory_tag_list(env));
   export_registry_functions(env, exports);
   export_queue_functions(env, exports);
+  export_payload_functions(env, exports);
   return exports;
 }
 

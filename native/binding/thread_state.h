@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "allocator.h"
+#include "payload_blocks.h"
 
 namespace mqsa {
 
@@ -44,6 +45,8 @@ struct ThreadState {
   size_t cache_bytes = 0;  // usable bytes of live message-cache blocks
   // Session queues of this thread whose objects are not collected yet.
   std::unordered_set<NativeQueue*> queues;
+  // Payload blocks of this thread, by handle.
+  PayloadBlocks payloads;
 
   Napi::FunctionReference allocator_constructor;
   Napi::FunctionReference create_error;

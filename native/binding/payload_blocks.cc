@@ -1,0 +1,176 @@
+#include "payload_blocks.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "errors.h"
+#include "js_errors.h"
+#include "thread_state.h"
+
+namespace mqsa {
+
+// Generations wrap at 2^20, which keeps every handle below 2^53.
+constexpr uint32_t kGenerationMask = (1u << 20) - 1;
+constexpr double kSlotRange = 4294967296.0;  // 2^32
+
+double PayloadBlocks::add(Block block) {
+  uint32_t index = 0;
+  if (!free_slots_.empty()) {
+    index = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    index = static_cast<uint32_t>(slots_.size());
+    slots_.emplace_back();
+  }
+  Slot& slot = slots_[index];
+  slot.block = std::move(block);
+  slot.used = true;
+  return static_cast<double>(slot.generation) * kSlotRange + index + 1;
+}
+
+PayloadBlocks::Slot* PayloadBlocks::live_slot(double handle) {
+  if (!(handle >= 1) || std::floor(handle) != handle) return nullptr;
+  double generation = std::floor((handle - 1) / kSlotRange);
+  double index = handle - 1 - generation * kSlotRange;
+  if (index >= slots_.size()) return nullptr;
+  Slot& slot = slots_[static_cast<size_t>(index)];
+  if (!slot.used || slot.generation != generation) return nullptr;
+  return &slot;
+}
+
+PayloadBlocks::Block* PayloadBlocks::find(double handle) {
+  Slot* slot = live_slot(handle);
+  return slot == nullptr ? nullptr : &slot->block;
+}
+
+bool PayloadBlocks::free(double handle) {
+  Slot* slot = live_slot(handle);
+  if (slot == nullptr) return false;
+
+  slot->block.allocator->deallocate(slot->block.data);
+  slot->block = Block();
+  slot->used = false;
+  slot->generation = (slot->generation + 1) & kGenerationMask;
+  free_slots_.push_back(static_cast<uint32_t>(slot - slots_.data()));
+  return true;
+}
+
+void PayloadBlocks::free_all() {
+  for (Slot& slot : slots_) {
+    if (!slot.used) continue;
+    slot.block.allocator->deallocate(slot.block.data);
+    slot.block = Block();
+    slot.used = false;
+  }
+  slots_.clear();
+  free_slots_.clear();
+}
+
+namespace {
+
+bool read_handle(const Napi::CallbackInfo& info, double& handle) {
+  if (info[0].IsNumber()) {
+    handle = info[0].As<Napi::Number>().DoubleValue();
+    return true;
+  }
+  throw_code(info.Env(), MQ_ERR_INVALID_ARGS, "expected a payload handle (a number)");
+  return false;
+}
+
+// payloadStore(token, payload): copies the payload into a new block of the
+// allocator. Returns its handle, or 0 when a limit refused it (reported like
+// any refused allocation).
+Napi::Value payload_store(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsExternal()) return throw_code(env, MQ_ERR_INVALID_ARGS, "expected an allocator token");
+  const std::shared_ptr<MQTTAllocator>& allocator =
+      *info[0].As<Napi::External<std::shared_ptr<MQTTAllocator>>>().Data();
+
+  void* source = nullptr;
+  size_t size = 0;
+  napi_typedarray_type type;
+  if (napi_get_typedarray_info(env, info[1], &type, &size, &source, nullptr, nullptr) != napi_ok ||
+      type != napi_uint8_array) {
+    return throw_code(env, MQ_ERR_INVALID_ARGS, "expected a Buffer or Uint8Array payload");
+  }
+
+  PayloadBlocks::Block block;
+  size_t usable = 0;
+  ErrorContext context;
+  int rc = allocator->allocate(size, block.data, usable, &context.refusal);
+  if (rc == MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED) {
+    context.has_refusal = true;
+    context.requested = size;
+    context.client_id = owning_client_id(allocator.get());
+    report_limit_exceeded(env, context);
+    return Napi::Number::New(env, 0);
+  }
+  if (rc == MQ_ERR_ALLOCATOR_NOT_FOUND) {
+    return throw_code(env, rc, "allocator '" + allocator->id() +
+                                   "' was removed from the hierarchy and cannot allocate");
+  }
+  if (rc != MQ_SUCCESS) {
+    return throw_code(env, rc, "the memory backend could not allocate " + std::to_string(size) + " bytes");
+  }
+
+  if (size != 0) std::memcpy(block.data, source, size);
+  block.size = size;
+  block.allocator = allocator;
+  return Napi::Number::New(env, thread_state(env)->payloads.add(std::move(block)));
+}
+
+// payloadSize(handle): the payload's size in bytes.
+Napi::Value payload_size(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double handle = 0;
+  if (!read_handle(info, handle)) return Napi::Value();
+
+  PayloadBlocks::Block* block = thread_state(env)->payloads.find(handle);
+  if (block == nullptr) return throw_code(env, MQ_ERR_INVALID_ARGS, "the payload handle is not live");
+  return Napi::Number::New(env, static_cast<double>(block->size));
+}
+
+// payloadRead(handle, target): copies the payload into `target`, a Buffer
+// of exactly its size.
+Napi::Value payload_read(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double handle = 0;
+  if (!read_handle(info, handle)) return Napi::Value();
+
+  PayloadBlocks::Block* block = thread_state(env)->payloads.find(handle);
+  if (block == nullptr) return throw_code(env, MQ_ERR_INVALID_ARGS, "the payload handle is not live");
+  void* target = nullptr;
+  size_t length = 0;
+  napi_typedarray_type type;
+  if (napi_get_typedarray_info(env, info[1], &type, &length, &target, nullptr, nullptr) != napi_ok ||
+      type != napi_uint8_array || length != block->size) {
+    return throw_code(env, MQ_ERR_INVALID_ARGS,
+                      "expected a Buffer of " + std::to_string(block->size) + " bytes to copy into");
+  }
+  if (block->size != 0) std::memcpy(target, block->data, block->size);
+  return env.Undefined();
+}
+
+// payloadFree(handle): frees the block. Throws, freeing nothing, for a
+// handle that is not live.
+Napi::Value payload_free(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double handle = 0;
+  if (!read_handle(info, handle)) return Napi::Value();
+
+  if (!thread_state(env)->payloads.free(handle)) {
+    return throw_code(env, MQ_ERR_INVALID_ARGS, "the payload handle is not live (freed already, or from another thread)");
+  }
+  return env.Undefined();
+}
+
+}  // namespace
+
+void export_payload_functions(Napi::Env env, Napi::Object exports) {
+  exports.Set("payloadStore", Napi::Function::New(env, payload_store, "payloadStore"));
+  exports.Set("payloadSize", Napi::Function::New(env, payload_size, "payloadSize"));
+  exports.Set("payloadRead", Napi::Function::New(env, payload_read, "payloadRead"));
+  exports.Set("payloadFree", Napi::Function::New(env, payload_free, "payloadFree"));
+}
+
+}  // namespace mqsa

@@ -1,0 +1,53 @@
+// Payload blocks: bytes copied into a block of a session allocator and kept
+// native, named by a number instead of a Buffer. A stored message that
+// JavaScript only reads when it is sent costs no external Buffer this way.
+#pragma once
+
+#include <napi.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "allocator.h"
+
+namespace mqsa {
+
+// The blocks of one thread. A handle is the slot index plus one, plus the
+// slot's generation times 2^32, so a stale handle of a freed and reused slot
+// never reaches the new block. Every access happens on the owning
+// JavaScript thread.
+class PayloadBlocks {
+ public:
+  struct Block {
+    void* data = nullptr;
+    size_t size = 0;
+    std::shared_ptr<MQTTAllocator> allocator;
+  };
+
+  // Stores a block and returns its handle.
+  double add(Block block);
+  // Returns the live block behind `handle`, or null.
+  Block* find(double handle);
+  // Frees the block behind `handle`; false when it is not live.
+  bool free(double handle);
+  // Frees every block; runs when the thread's environment ends.
+  void free_all();
+
+ private:
+  struct Slot {
+    Block block;
+    uint32_t generation = 0;
+    bool used = false;
+  };
+  // Returns the used slot that `handle` names, or null.
+  Slot* live_slot(double handle);
+
+  std::vector<Slot> slots_;
+  std::vector<uint32_t> free_slots_;
+};
+
+// Adds payloadStore, payloadRead and payloadFree to `exports`.
+void export_payload_functions(Napi::Env env, Napi::Object exports);
+
+}  // namespace mqsa
