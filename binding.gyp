@@ -33,6 +33,20 @@
         "-Wl,-z,nodelete",
         "-Wl,--exclude-libs,ALL",
         "-Wl,--version-script=<(module_root_dir)/native/binding/exports.map"
+      ],
+      # MQSA_TCMALLOC_STATIC_LIB names a position-independent
+      # libtcmalloc_minimal.a (scripts/build-tcmalloc.sh builds one) to link
+      # into the addon, as the prebuilt binaries do; its headers are in
+      # ../include beside it. Unset, the addon opens tcmalloc at run time.
+      "variables": {
+        "tcmalloc_static_lib": "<!(node -p \"process.env.MQSA_TCMALLOC_STATIC_LIB ? require('path').resolve(process.env.MQSA_TCMALLOC_STATIC_LIB) : ''\")"
+      },
+      "conditions": [
+        ["tcmalloc_static_lib!=''", {
+          "defines": ["MQSA_STATIC_TCMALLOC"],
+          "include_dirs": ["<!(node -p \"require('path').resolve(process.env.MQSA_TCMALLOC_STATIC_LIB, '../../include')\")"],
+          "libraries": ["<(tcmalloc_static_lib)"]
+        }]
       ]
     }
   ]

@@ -111,6 +111,34 @@ bool Backend::use_tcmalloc_symbols(void* handle, const std::string& source) {
   return true;
 }
 
+#ifdef MQSA_STATIC_TCMALLOC
+// Takes the copy of tcmalloc linked into this addon.
+void Backend::use_bundled_tcmalloc() {
+  malloc_fn_ = tc_malloc;
+  free_fn_ = tc_free;
+  usable_size_fn_ = tc_malloc_size;
+  nallocx_fn_ = tc_nallocx;
+  property_fn_ = MallocExtension_GetNumericProperty;
+  release_free_memory_fn_ = MallocExtension_ReleaseFreeMemory;
+  info_ = BackendInfo();
+  info_.kind = BackendKind::kTcmalloc;
+  info_.name = "tcmalloc";
+  info_.source = "bundled";
+  {
+    int major = 0;
+    int minor = 0;
+    const char* patch = nullptr;
+    info_.version = tc_version(&major, &minor, &patch);
+  }
+  // The library is the file that contains this copy: the addon itself.
+  Dl_info where;
+  if (dladdr(reinterpret_cast<void*>(&tc_malloc), &where) != 0 &&
+      where.dli_fname != nullptr) {
+    info_.library = where.dli_fname;
+  }
+}
+#endif
+
 void Backend::resolve(const std::string& requested) {
   if (requested == "system") {
     use_system("MQTT_ALLOCATOR_BACKEND=system", "");
@@ -128,25 +156,20 @@ void Backend::resolve(const std::string& requested) {
   // RTLD_LOCAL, so neither this addon's own copy nor one it opened counts.
   if (use_tcmalloc_symbols(RTLD_DEFAULT, "preloaded")) return;
 
+  std::string errors;
 #ifdef MQSA_STATIC_TCMALLOC
-  // A copy linked into this addon, with its symbols hidden.
-  malloc_fn_ = tc_malloc;
-  free_fn_ = tc_free;
-  usable_size_fn_ = tc_malloc_size;
-  nallocx_fn_ = tc_nallocx;
-  property_fn_ = MallocExtension_GetNumericProperty;
-  release_free_memory_fn_ = MallocExtension_ReleaseFreeMemory;
-  info_ = BackendInfo();
-  info_.kind = BackendKind::kTcmalloc;
-  info_.name = "tcmalloc";
-  info_.source = "bundled";
-  {
-    int major = 0;
-    int minor = 0;
-    const char* patch = nullptr;
-    info_.version = tc_version(&major, &minor, &patch);
+  // A copy linked into this addon, with its symbols hidden. It is built with
+  // general-dynamic TLS, so loading the addon never needs static TLS room.
+  // What is left to fail is its first allocation (no memory for its page
+  // heap); then the libraries below are tried, then the system allocator.
+  void* probe = tc_malloc(1);
+  if (probe == nullptr) {
+    errors = "bundled tcmalloc: tc_malloc(1) returned null; ";
+  } else {
+    tc_free(probe);
+    use_bundled_tcmalloc();
+    return;
   }
-  return;
 #endif
 
   // A copy shipped beside the addon file, then the system's. RTLD_LOCAL keeps
@@ -154,7 +177,6 @@ void Backend::resolve(const std::string& requested) {
   // untouched; RTLD_NODELETE keeps it mapped while blocks are alive. A failed
   // load (missing library, or "cannot allocate memory in static TLS block")
   // falls through to the system allocator.
-  std::string errors;
   Dl_info self;
   if (dladdr(reinterpret_cast<void*>(&Backend::instance), &self) != 0 &&
       self.dli_fname != nullptr) {
@@ -172,7 +194,7 @@ void Backend::resolve(const std::string& requested) {
     return;
   }
   const char* error = handle == nullptr ? dlerror() : "tc_malloc not found";
-  errors = std::string(kSystemLibrary) + ": " + (error != nullptr ? error : "");
+  errors += std::string(kSystemLibrary) + ": " + (error != nullptr ? error : "");
 
   use_system("fallback", ignored + "tcmalloc could not be loaded (" + errors + ")");
 }

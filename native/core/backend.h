@@ -84,6 +84,8 @@ class Backend {
   void resolve(const std::string& requested);
   void use_system(const std::string& source, const std::string& reason);
   bool use_tcmalloc_symbols(void* handle, const std::string& source);
+  // Defined only in builds that link tcmalloc (MQSA_STATIC_TCMALLOC).
+  void use_bundled_tcmalloc();
   void live_blocks_add(long delta);
 
   using MallocFn = void* (*)(size_t);
