@@ -1,7 +1,7 @@
 import { invalidArgument, MqttAllocatorError } from '../errors';
 import { GlobalSessionManager } from '../global-manager';
 import type { BackendInfo, LimitPatternEntry } from '../global-manager';
-import { assertBytes, assertSeconds } from '../validate';
+import { assertBytes, assertClientId, assertSeconds, MAX_CLIENT_ID_BYTES } from '../validate';
 import { MAX_CLEANUP_INTERVAL } from './load-config';
 import type { ClientLimitRule, ConfiguredBackend, SessionAllocatorConfig } from './load-config';
 
@@ -197,6 +197,19 @@ function validateConfig(config: SessionAllocatorConfig): void {
     }
     if (typeof rule.exact !== 'boolean') {
       throw invalidArgument(`${name}.exact`, rule.exact, 'true for a client id, false for a pattern');
+    }
+    // Checked here rather than left to setClientMemoryLimit, which would
+    // refuse the id only after the settings before it had been applied.
+    if (rule.exact) {
+      try {
+        assertClientId(rule.match);
+      } catch {
+        throw invalidArgument(
+          `${name}.match`,
+          rule.match,
+          `a client id: well-formed Unicode (no lone surrogates) of at most ${MAX_CLIENT_ID_BYTES} bytes of UTF-8`,
+        );
+      }
     }
     assertBytes(`${name}.limit`, rule.limit);
   });
