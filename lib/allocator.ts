@@ -10,6 +10,14 @@ export function toBuffer(result: Buffer | ArrayBuffer): Buffer {
   return result instanceof ArrayBuffer ? Buffer.from(result, 0, 0) : result;
 }
 
+/** Frees a buffer of this package now; throws, freeing nothing, for anything else. */
+export function releaseBuffer(buffer: Buffer): void {
+  if (!(buffer instanceof Uint8Array)) {
+    throw invalidArgument('buffer', buffer, 'a Buffer allocated by this package');
+  }
+  native.release(buffer);
+}
+
 /** Resolves a tag given by name ('SESSION_QUEUE') or value (7). */
 export function resolveTag(tag: MemoryTagName | number): number {
   if (typeof tag === 'number' && memoryTagName(tag) !== undefined) return tag;
@@ -77,7 +85,7 @@ export class AllocatorHandle {
 
   /** Frees a buffer of this package now; see ThreadLocalSessionManager.release. */
   release(buffer: Buffer): void {
-    native.release(buffer);
+    releaseBuffer(buffer);
   }
 
   createChild(id: string, tag: MemoryTagName | number, limit = 0): AllocatorHandle {

@@ -66,7 +66,7 @@ export function registerPrometheusMetrics(
   registry: Registry<RegistryContentType>,
   options: PrometheusMetricsOptions = {},
 ): PrometheusMetricsRegistration {
-  const topClients = options.topClients ?? DEFAULT_TOP_CLIENTS;
+  const topClients = options.topClients === undefined ? DEFAULT_TOP_CLIENTS : options.topClients;
   if (typeof topClients !== 'number' || !Number.isSafeInteger(topClients) || topClients < 0) {
     throw invalidArgument('options.topClients', topClients, 'a non-negative integer number of clients');
   }

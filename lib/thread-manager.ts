@@ -1,6 +1,6 @@
 // ThreadLocalSessionManager: the sessions of the calling thread and the
 // buffers allocated for them.
-import { toBuffer } from './allocator';
+import { releaseBuffer, toBuffer } from './allocator';
 import { invalidArgument, MqttAllocatorError } from './errors';
 import { native, NativeAllocatorToken, NativeThreadStats } from './native';
 import { SessionAllocatorManager, SessionAllocatorSet, SessionComponent } from './session-allocator-manager';
@@ -151,7 +151,7 @@ export class ThreadLocalSessionManager {
    * callback, because libuv keeps the raw pointer until then.
    */
   release(buffer: Buffer): void {
-    native.release(buffer);
+    releaseBuffer(buffer);
   }
 
   /** True when `buffer` is a live buffer of this package on this thread. */

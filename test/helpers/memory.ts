@@ -41,9 +41,22 @@ export function thrown(action: () => unknown): MqttAllocatorError {
   throw new Error('expected the call to throw');
 }
 
+// Exit of every started worker, recorded from the start: a worker that exits
+// right after posting emits 'message' and 'exit' in one callback, so a
+// listener attached after the message arrived would miss the exit.
+const exits = new WeakMap<Worker, Promise<number>>();
+
 /** Starts a worker from inline CommonJS source, with the package root in `workerData.root`. */
 export function startWorker(source: string, data: Record<string, unknown> = {}): Worker {
-  return new Worker(source, { eval: true, workerData: { root: PACKAGE_ROOT, ...data } });
+  const worker = new Worker(source, { eval: true, workerData: { root: PACKAGE_ROOT, ...data } });
+  const exit = new Promise<number>((resolve, reject) => {
+    worker.once('error', reject);
+    worker.once('exit', resolve);
+  });
+  // A test that expects the worker to fail may never await its exit.
+  exit.catch(() => undefined);
+  exits.set(worker, exit);
+  return worker;
 }
 
 /** Resolves with the worker's next message, and rejects if the worker fails or exits first. */
@@ -74,8 +87,7 @@ export function nextMessage<T>(worker: Worker): Promise<T> {
 
 /** Resolves with the worker's exit code, and rejects on an uncaught error. */
 export function exited(worker: Worker): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
-    worker.once('error', reject);
-    worker.once('exit', resolve);
-  });
+  const exit = exits.get(worker);
+  if (exit === undefined) throw new Error('exited() needs a worker made by startWorker()');
+  return exit;
 }
