@@ -1,64 +1,74 @@
-// Compares one allocate + release of this package with Buffer.allocUnsafe
-// plus the same accounting done in JavaScript (a Map of per-client counters
-// and a limit check), interleaved in rounds, and prints the median ns per
-// operation of each. Run after `npm run build`: node bench/alloc-release.js
+// allocate + release: one threads.allocate() and threads.release() of this
+// package (one byte touched) against
+// - baseline: Buffer.allocUnsafe plus the same accounting done in JavaScript
+//   (a Map of per-client counters and a limit check, incremented and then
+//   decremented);
+// - floor: the addon's benchmark-only externalBufferFloor(size), one external
+//   Buffer over a malloc'd block, detached at once, with no accounting. It is
+//   the least any external-Buffer design can cost, so ours / floor is the
+//   price of the accounting itself.
+// Run directly (`node bench/alloc-release.js [--quick]`), it measures the
+// backend chosen by MQTT_ALLOCATOR_BACKEND and prints JSON. bench/run.js runs
+// it once per backend.
 'use strict';
-const { GlobalSessionManager } = require('..');
+const common = require('./common');
 
-const SIZES = [64, 1024, 16 * 1024, 64 * 1024];
-const ROUNDS = Number(process.env.ROUNDS ?? 7);
-const OPERATIONS = Number(process.env.OPERATIONS ?? 20000);
+const CLIENT = 'bench-alloc-release';
+const LIMIT = 2 ** 40;
 
-const threads = GlobalSessionManager.instance().getThreadManager();
-threads.registerSession('bench-client', { memoryLimit: 0 });
+async function measure({ quick }) {
+  const { GlobalSessionManager } = common.loadPackage();
+  const manager = GlobalSessionManager.instance();
+  const threads = manager.getThreadManager();
+  threads.registerSession(CLIENT, { memoryLimit: 0 });
+  const floor = common.externalBufferFloor();
 
-function ours(size) {
-  for (let i = 0; i < OPERATIONS; i++) {
-    const buffer = threads.allocate('bench-client', size);
-    buffer[0] = 1;
-    threads.release(buffer);
+  const usage = new Map([[CLIENT, 0]]);
+  const rounds = quick ? 5 : 15;
+  const count = quick ? 20_000 : 50_000;
+  const results = [];
+
+  for (const size of common.SIZES) {
+    const variants = {
+      ours() {
+        const buffer = threads.allocate(CLIENT, size);
+        buffer[0] = 1;
+        threads.release(buffer);
+      },
+      baseline() {
+        const current = usage.get(CLIENT);
+        if (current + size > LIMIT) throw new Error('limit');
+        const buffer = Buffer.allocUnsafe(size);
+        buffer[0] = 1;
+        usage.set(CLIENT, current + size);
+        usage.set(CLIENT, usage.get(CLIENT) - size);
+      },
+    };
+    if (floor !== undefined) variants.floor = () => floor(size);
+
+    const samples = await common.interleave(variants, { rounds, count });
+    results.push({
+      size,
+      ours: common.summarize(samples.ours),
+      baseline: common.summarize(samples.baseline),
+      floor: floor === undefined ? undefined : common.summarize(samples.floor),
+    });
   }
-}
 
-const usage = new Map([['bench-client', 0]]);
-const LIMIT = 1 << 30;
-function baseline(size) {
-  for (let i = 0; i < OPERATIONS; i++) {
-    const current = usage.get('bench-client');
-    if (current + size > LIMIT) throw new Error('limit');
-    const buffer = Buffer.allocUnsafe(size);
-    buffer[0] = 1;
-    usage.set('bench-client', current + size);
-    usage.set('bench-client', usage.get('bench-client') - size);
+  if (manager.getGlobalMemoryUsage() !== 0) {
+    throw new Error(`global usage after the benchmark is ${manager.getGlobalMemoryUsage()} bytes, expected 0`);
   }
+  return { backend: manager.getBackendInfo(), rounds, count, hasFloor: floor !== undefined, results };
 }
 
-function timeNs(run, size) {
-  const start = process.hrtime.bigint();
-  run(size);
-  return Number(process.hrtime.bigint() - start) / OPERATIONS;
-}
-
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
-
-const backend = GlobalSessionManager.instance().getBackendInfo().name;
-console.log(`node ${process.version}, backend ${backend}, ${ROUNDS} rounds of ${OPERATIONS} operations`);
-for (const size of SIZES) {
-  ours(size);
-  baseline(size);
-  const oursNs = [];
-  const baselineNs = [];
-  for (let round = 0; round < ROUNDS; round++) {
-    oursNs.push(timeNs(ours, size));
-    baselineNs.push(timeNs(baseline, size));
+/** Measures every backend, each in its own process. */
+async function run({ quick }) {
+  const byBackend = {};
+  for (const backend of common.BACKENDS) {
+    byBackend[backend] = await common.runChild(__filename, { backend, args: quick ? ['--quick'] : [] });
   }
-  const ratio = median(oursNs) / median(baselineNs);
-  console.log(
-    `${String(size).padStart(6)} B  ours ${median(oursNs).toFixed(0)} ns  ` +
-      `baseline ${median(baselineNs).toFixed(0)} ns  ratio ${ratio.toFixed(2)}  ` +
-      `(ours ${Math.min(...oursNs).toFixed(0)}-${Math.max(...oursNs).toFixed(0)})`,
-  );
+  return byBackend;
 }
+
+module.exports = { run };
+if (require.main === module) common.childMain(measure);
