@@ -38,7 +38,9 @@ if [[ ${#tests[@]} -eq 0 ]]; then
   exit 2
 fi
 
-memcheck=(valgrind --tool=memcheck --leak-check=full
+# --fair-sched=yes hands the lock valgrind runs threads under in turn, so the
+# contention tests' spinning threads cannot starve the others.
+memcheck=(valgrind --tool=memcheck --leak-check=full --fair-sched=yes
   --errors-for-leak-kinds=definite,indirect --error-exitcode=1 --quiet)
 
 # The tcmalloc pass needs the library the backend loads at run time.

@@ -59,6 +59,9 @@ TEST(threads_share_parent_limit) {
       size_t usage = parent->usage();
       if (usage > limit) over_limit.fetch_add(1);
       if (usage > max_sampled.load()) max_sampled.store(usage);
+      // Under valgrind, which runs one thread at a time, a spinning thread
+      // without a yield can starve the workers for minutes.
+      std::this_thread::yield();
     }
   });
 
@@ -219,6 +222,7 @@ TEST(threads_registry_churn) {
       if (registry.cleanup_expired(removed) != MQ_SUCCESS) failures.fetch_add(1);
       cleaned.fetch_add(removed);
       registry.client_usages();
+      std::this_thread::yield();
     }
   });
 
