@@ -82,7 +82,7 @@ const CLIENTS = [
   ['prop-w2-a', 'prop-w2-\u{1F600}'],
 ];
 
-jest.setTimeout(LONG ? 3_600_000 : 60_000);
+jest.setTimeout(LONG ? 3_600_000 : 300_000);
 
 beforeAll(async () => {
   await settle();
