@@ -1,7 +1,7 @@
 // Native storage of SessionQueue payloads. A queued payload that JavaScript
-// does not touch while it waits needs no Buffer: it is copied into a block
+// does not touch while it waits needs no Buffer. It is copied into a block
 // of the client's queue allocator on push and copied out into an ordinary
-// Buffer on shift, which avoids the cost of an external Buffer per message.
+// Buffer on shift, so no message costs an external Buffer.
 #pragma once
 
 #include <napi.h>
@@ -19,8 +19,8 @@ struct QueuedBlock {
   void* data = nullptr;
   size_t size = 0;     // payload bytes
   size_t usable = 0;   // bytes charged
-  // The allocator the block came from; a queue moves to a new allocator
-  // when its session is registered again, while older blocks stay charged
+  // The allocator the block came from. A queue moves to a new allocator
+  // when its session is registered again, and older blocks stay charged
   // where they were allocated.
   std::shared_ptr<MQTTAllocator> allocator;
 };
