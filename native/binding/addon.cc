@@ -33,6 +33,7 @@ static void teardown_thread(void* arg) {
   if (thread.initialized) SessionRegistry::instance().unregister_thread(thread.thread_key);
   thread.initialized = false;
   thread.torn_down = true;
+  delete_spare_records(thread);
   thread.allocator_constructor.Reset();
   thread.create_error.Reset();
   thread.on_limit_exceeded.Reset();

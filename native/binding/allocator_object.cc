@@ -13,16 +13,25 @@ namespace mqsa {
 constexpr double kMaxSafeInteger = 9007199254740991.0;
 
 bool read_size(Napi::Env env, Napi::Value value, const char* what, size_t& out) {
-  if (value.IsNumber()) {
-    double number = value.As<Napi::Number>().DoubleValue();
-    if (number >= 0 && number <= kMaxSafeInteger && std::floor(number) == number) {
-      out = static_cast<size_t>(number);
-      return true;
-    }
+  // napi_get_value_double refuses anything but a number, without coercion.
+  double number = 0;
+  if (napi_get_value_double(env, value, &number) == napi_ok && number >= 0 &&
+      number <= kMaxSafeInteger && std::floor(number) == number) {
+    out = static_cast<size_t>(number);
+    return true;
   }
   throw_code(env, MQ_ERR_INVALID_ARGS,
              std::string(what) + " must be a non-negative safe integer number of bytes");
   return false;
+}
+
+const std::shared_ptr<MQTTAllocator>* read_token(Napi::Env env, napi_value value) {
+  void* token = nullptr;
+  if (napi_get_value_external(env, value, &token) != napi_ok || token == nullptr) {
+    throw_code(env, MQ_ERR_INVALID_ARGS, "expected an allocator token");
+    return nullptr;
+  }
+  return static_cast<std::shared_ptr<MQTTAllocator>*>(token);
 }
 
 bool read_string(Napi::Env env, Napi::Value value, const char* what, std::string& out) {
@@ -90,15 +99,17 @@ Napi::Value allocator_token(const Napi::CallbackInfo& info) {
 
 Napi::Value allocate_from(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsExternal()) {
-    return throw_code(env, MQ_ERR_INVALID_ARGS, "expected an allocator token");
-  }
-  const std::shared_ptr<MQTTAllocator>& allocator =
-      *info[0].As<Napi::External<std::shared_ptr<MQTTAllocator>>>().Data();
+  // Each argument is read with one Node-API call that also checks its type:
+  // this is the hot path of every session buffer.
+  const std::shared_ptr<MQTTAllocator>* token = read_token(env, info[0]);
+  if (token == nullptr) return Napi::Value();
+  const std::shared_ptr<MQTTAllocator>& allocator = *token;
   size_t size = 0;
   if (!read_size(env, info[1], "size", size)) return Napi::Value();
-  // Read without coercion, as in AllocatorObject::allocate.
-  bool throw_on_limit = !info[2].IsBoolean() || info[2].As<Napi::Boolean>().Value();
+  // Read without coercion, as in AllocatorObject::allocate: anything but
+  // false throws on a refusal.
+  bool throw_on_limit = true;
+  if (napi_get_value_bool(env, info[2], &throw_on_limit) != napi_ok) throw_on_limit = true;
   bool cache = allocator->tag() == MEM_TAG_MESSAGE_CACHE;
   return allocate_buffer(env, allocator, size, throw_on_limit, cache);
 }

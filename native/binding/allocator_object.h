@@ -51,6 +51,11 @@ Napi::Value allocate_from(const Napi::CallbackInfo& info);
 // allocatorToken(handle): the token of an allocator handle.
 Napi::Value allocator_token(const Napi::CallbackInfo& info);
 
+// Returns the allocator behind a token from allocatorToken(), or null with
+// an exception pending when `value` is not a token. One Node-API call, for
+// the hot paths.
+const std::shared_ptr<MQTTAllocator>* read_token(Napi::Env env, napi_value value);
+
 // Reads a byte count validated by the TypeScript layer: a non-negative safe
 // integer. Returns false (with an exception pending) otherwise.
 bool read_size(Napi::Env env, Napi::Value value, const char* what, size_t& out);

@@ -11,20 +11,53 @@
 
 namespace mqsa {
 
+// Spare records kept per thread: enough for a burst of buffers released and
+// allocated again, without holding memory after a spike.
+constexpr size_t kMaxSpareRecords = 4096;
+
 int free_record(BufferRecord* record) {
   if (record->released) return MQ_SUCCESS;
 
   record->released = true;
   if (record->cache) record->thread->cache_bytes -= record->usable;
   record->thread->live.erase(record->data);
-  int rc = record->allocator->deallocate(record->data);
+  int rc = record->allocator->deallocate(record->data, record->usable);
   unref_record(record);
   return rc;
 }
 
 void unref_record(BufferRecord* record) {
   record->owners -= 1;
-  if (record->owners == 0) delete record;
+  if (record->owners != 0) return;
+
+  // A spare record keeps its share of the thread state; teardown deletes
+  // the spares, which ends that cycle.
+  record->allocator.reset();
+  ThreadState& thread = *record->thread;
+  if (!thread.torn_down && thread.spare_records.size() < kMaxSpareRecords) {
+    thread.spare_records.push_back(record);
+  } else {
+    delete record;
+  }
+}
+
+void delete_spare_records(ThreadState& state) {
+  std::vector<BufferRecord*> spares;
+  spares.swap(state.spare_records);
+  for (BufferRecord* record : spares) delete record;
+}
+
+static BufferRecord* new_record(const std::shared_ptr<ThreadState>& state) {
+  if (state->spare_records.empty()) {
+    BufferRecord* record = new BufferRecord();
+    record->thread = state;
+    return record;
+  }
+  BufferRecord* record = state->spare_records.back();
+  state->spare_records.pop_back();
+  record->released = false;
+  record->owners = 2;
+  return record;
 }
 
 // Runs on the owning thread, on an event-loop turn after V8 dropped the
@@ -63,9 +96,8 @@ Napi::Value allocate_buffer(Napi::Env env, const std::shared_ptr<MQTTAllocator>&
                                    std::to_string(size) + " bytes");
   }
 
-  BufferRecord* record = new BufferRecord();
+  BufferRecord* record = new_record(state);
   record->allocator = allocator;
-  record->thread = state;
   record->data = data;
   record->usable = usable;
   record->cache = cache;
@@ -81,14 +113,15 @@ Napi::Value allocate_buffer(Napi::Env env, const std::shared_ptr<MQTTAllocator>&
     // NOTE: runtimes with the V8 sandbox (Electron 21 and later) refuse
     // external buffers (napi_no_external_buffers_allowed); this package
     // does not support them yet.
-    allocator->deallocate(data);
-    delete record;
+    allocator->deallocate(data, usable);
+    unref_record(record);
+    unref_record(record);
     return throw_code(env, MQ_ERR_ALLOCATOR,
                       "could not create an external Buffer (napi status " +
                           std::to_string(static_cast<int>(status)) + ")");
   }
 
-  state->live.emplace(data, record);
+  state->live.insert(data, record);
   if (cache) state->cache_bytes += usable;
   return Napi::Value(env, buffer);
 }
@@ -98,27 +131,24 @@ Napi::Value allocate_buffer(Napi::Env env, const std::shared_ptr<MQTTAllocator>&
 // view has no data pointer.
 static BufferRecord* find_record(Napi::Env env, napi_value value, napi_value* arraybuffer,
                                  bool throw_if_missing) {
-  bool is_typed_array = false;
-  napi_is_typedarray(env, value, &is_typed_array);
-  if (!is_typed_array) {
+  // napi_get_typedarray_info refuses anything but a typed array.
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* view_data = nullptr;
+  size_t offset = 0;
+  if (napi_get_typedarray_info(env, value, &type, &length, &view_data, arraybuffer, &offset) != napi_ok) {
     if (throw_if_missing) {
       throw_code(env, MQ_ERR_INVALID_ARGS, "expected a Buffer from this package");
     }
     return nullptr;
   }
 
-  napi_typedarray_type type;
-  size_t length = 0;
-  void* view_data = nullptr;
-  size_t offset = 0;
-  napi_get_typedarray_info(env, value, &type, &length, &view_data, arraybuffer, &offset);
-
   bool detached = view_data == nullptr;
   std::shared_ptr<ThreadState>& state = thread_state(env);
   if (!detached) {
     void* data = static_cast<char*>(view_data) - offset;
-    auto it = state->live.find(data);
-    if (it != state->live.end()) return it->second;
+    BufferRecord* record = state->live.find(data);
+    if (record != nullptr) return record;
   }
 
   if (throw_if_missing) {
@@ -180,7 +210,7 @@ void release_all_buffers(ThreadState& state) {
   // free_record erases from the table, so iterate over a copy.
   std::vector<BufferRecord*> records;
   records.reserve(state.live.size());
-  for (const auto& entry : state.live) records.push_back(entry.second);
+  state.live.for_each([&records](BufferRecord* record) { records.push_back(record); });
   for (BufferRecord* record : records) free_record(record);
 }
 

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "allocator_object.h"
 #include "errors.h"
 #include "js_errors.h"
 #include "thread_state.h"
@@ -47,7 +48,7 @@ bool PayloadBlocks::free(double handle) {
   Slot* slot = live_slot(handle);
   if (slot == nullptr) return false;
 
-  slot->block.allocator->deallocate(slot->block.data);
+  slot->block.allocator->deallocate(slot->block.data, slot->block.usable);
   slot->block = Block();
   slot->used = false;
   slot->generation = (slot->generation + 1) & kGenerationMask;
@@ -58,7 +59,7 @@ bool PayloadBlocks::free(double handle) {
 void PayloadBlocks::free_all() {
   for (Slot& slot : slots_) {
     if (!slot.used) continue;
-    slot.block.allocator->deallocate(slot.block.data);
+    slot.block.allocator->deallocate(slot.block.data, slot.block.usable);
     slot.block = Block();
     slot.used = false;
   }
@@ -69,10 +70,8 @@ void PayloadBlocks::free_all() {
 namespace {
 
 bool read_handle(const Napi::CallbackInfo& info, double& handle) {
-  if (info[0].IsNumber()) {
-    handle = info[0].As<Napi::Number>().DoubleValue();
-    return true;
-  }
+  // napi_get_value_double refuses anything but a number, without coercion.
+  if (napi_get_value_double(info.Env(), info[0], &handle) == napi_ok) return true;
   throw_code(info.Env(), MQ_ERR_INVALID_ARGS, "expected a payload handle (a number)");
   return false;
 }
@@ -82,9 +81,9 @@ bool read_handle(const Napi::CallbackInfo& info, double& handle) {
 // any refused allocation).
 Napi::Value payload_store(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsExternal()) return throw_code(env, MQ_ERR_INVALID_ARGS, "expected an allocator token");
-  const std::shared_ptr<MQTTAllocator>& allocator =
-      *info[0].As<Napi::External<std::shared_ptr<MQTTAllocator>>>().Data();
+  const std::shared_ptr<MQTTAllocator>* token = read_token(env, info[0]);
+  if (token == nullptr) return Napi::Value();
+  const std::shared_ptr<MQTTAllocator>& allocator = *token;
 
   void* source = nullptr;
   size_t size = 0;
@@ -115,6 +114,7 @@ Napi::Value payload_store(const Napi::CallbackInfo& info) {
 
   if (size != 0) std::memcpy(block.data, source, size);
   block.size = size;
+  block.usable = usable;
   block.allocator = allocator;
   return Napi::Number::New(env, thread_state(env)->payloads.add(std::move(block)));
 }

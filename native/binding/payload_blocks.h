@@ -21,7 +21,8 @@ class PayloadBlocks {
  public:
   struct Block {
     void* data = nullptr;
-    size_t size = 0;
+    size_t size = 0;    // payload bytes
+    size_t usable = 0;  // bytes charged
     std::shared_ptr<MQTTAllocator> allocator;
   };
 

@@ -11,7 +11,7 @@
 namespace mqsa {
 
 void NativeQueue::clear() {
-  for (QueuedBlock& block : blocks) block.allocator->deallocate(block.data);
+  for (QueuedBlock& block : blocks) block.allocator->deallocate(block.data, block.usable);
   blocks.clear();
   charged = 0;
 }
@@ -59,9 +59,9 @@ Napi::Value queue_push(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   NativeQueue* queue = queue_argument(info, 0);
   if (queue == nullptr) return Napi::Value();
-  if (!info[1].IsExternal()) return throw_code(env, MQ_ERR_INVALID_ARGS, "expected an allocator token");
-  const std::shared_ptr<MQTTAllocator>& allocator =
-      *info[1].As<Napi::External<std::shared_ptr<MQTTAllocator>>>().Data();
+  const std::shared_ptr<MQTTAllocator>* token = read_token(env, info[1]);
+  if (token == nullptr) return Napi::Value();
+  const std::shared_ptr<MQTTAllocator>& allocator = *token;
 
   void* source = nullptr;
   size_t size = 0;
@@ -110,19 +110,19 @@ Napi::Value queue_shift(const Napi::CallbackInfo& info) {
   }
 
   QueuedBlock& block = queue->blocks.front();
-  if (!info[1].IsUndefined()) {
-    void* target = nullptr;
-    size_t length = 0;
-    napi_typedarray_type type;
-    if (napi_get_typedarray_info(env, info[1], &type, &length, &target, nullptr, nullptr) != napi_ok ||
-        type != napi_uint8_array || length != block.size) {
-      return throw_code(env, MQ_ERR_INVALID_ARGS,
-                        "expected a Buffer of " + std::to_string(block.size) + " bytes to copy into");
-    }
-    if (block.size != 0) std::memcpy(target, block.data, block.size);
+  void* target = nullptr;
+  size_t length = 0;
+  napi_typedarray_type type;
+  bool copy = napi_get_typedarray_info(env, info[1], &type, &length, &target, nullptr, nullptr) == napi_ok;
+  // Checked only when the target is not a typed array, which is rare.
+  bool drop = !copy && info[1].IsUndefined();
+  if (!drop && (!copy || type != napi_uint8_array || length != block.size)) {
+    return throw_code(env, MQ_ERR_INVALID_ARGS,
+                      "expected a Buffer of " + std::to_string(block.size) + " bytes to copy into");
   }
+  if (copy && block.size != 0) std::memcpy(target, block.data, block.size);
 
-  block.allocator->deallocate(block.data);
+  block.allocator->deallocate(block.data, block.usable);
   queue->charged -= block.usable;
   queue->blocks.pop_front();
   return env.Undefined();

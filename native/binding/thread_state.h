@@ -7,10 +7,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "allocator.h"
+#include "live_table.h"
 #include "payload_blocks.h"
 
 namespace mqsa {
@@ -41,7 +42,11 @@ struct ThreadState {
   bool torn_down = false;
 
   // Blocks of this thread not yet released, by data pointer.
-  std::unordered_map<void*, BufferRecord*> live;
+  LiveTable live;
+  // Records whose owners have both let go, kept for the next allocation so
+  // that a buffer costs no heap allocation of its own. Each keeps a share of
+  // this state until teardown deletes it.
+  std::vector<BufferRecord*> spare_records;
   size_t cache_bytes = 0;  // usable bytes of live message-cache blocks
   // Session queues of this thread whose objects are not collected yet.
   std::unordered_set<NativeQueue*> queues;
@@ -60,7 +65,11 @@ std::shared_ptr<ThreadState>& thread_state(Napi::Env env);
 // ownership. Returns the core's status code.
 int free_record(BufferRecord* record);
 
-// Drops one owner of `record`, deleting it with the last.
+// Drops one owner of `record`. With the last, the record becomes a spare of
+// its thread, or is deleted once the thread is torn down.
 void unref_record(BufferRecord* record);
+
+// Deletes the thread's spare records; runs when its environment ends.
+void delete_spare_records(ThreadState& state);
 
 }  // namespace mqsa

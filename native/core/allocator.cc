@@ -5,22 +5,61 @@
 
 namespace mqsa {
 
-MQTTAllocator::MQTTAllocator(std::string id, mq_memory_tag tag, size_t limit,
+uint64_t calling_thread_id() {
+  static std::atomic<uint64_t> next{1};
+  thread_local uint64_t id = next.fetch_add(1, std::memory_order_relaxed);
+  return id;
+}
+
+namespace {
+
+// Counter updates. A confined node's counters have a single writer, its
+// thread, so a plain load and store is exact there and costs no locked
+// instruction.
+template <typename T>
+void add(std::atomic<T>& counter, T delta, bool confined) {
+  if (confined) {
+    counter.store(counter.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
+  } else {
+    counter.fetch_add(delta, std::memory_order_relaxed);
+  }
+}
+
+template <typename T>
+void sub(std::atomic<T>& counter, T delta, bool confined) {
+  if (confined) {
+    counter.store(counter.load(std::memory_order_relaxed) - delta, std::memory_order_relaxed);
+  } else {
+    counter.fetch_sub(delta, std::memory_order_relaxed);
+  }
+}
+
+}  // namespace
+
+MQTTAllocator::MQTTAllocator(std::string id, mq_memory_tag tag, size_t limit, uint64_t owner,
                              std::shared_ptr<MQTTAllocator> parent)
-    : id_(std::move(id)), tag_(tag), parent_(std::move(parent)), limit_(limit) {}
+    : id_(std::move(id)), tag_(tag), owner_(owner), parent_(std::move(parent)), limit_(limit) {}
 
 int MQTTAllocator::create_root(const std::string& id, int32_t tag, size_t limit,
                                std::shared_ptr<MQTTAllocator>& out) {
   if (id.empty()) return MQ_ERR_INVALID_ARGS;
   if (!is_valid_tag(tag)) return MQ_ERR_ALLOCATOR_INVALID_TAG;
 
-  out.reset(new MQTTAllocator(id, static_cast<mq_memory_tag>(tag), limit, nullptr));
+  out.reset(new MQTTAllocator(id, static_cast<mq_memory_tag>(tag), limit, 0, nullptr));
   return MQ_SUCCESS;
 }
 
 int MQTTAllocator::create_child(const std::string& id, int32_t tag, size_t limit,
                                 std::shared_ptr<MQTTAllocator>& out) {
+  return create_confined_child(id, tag, limit, owner_, out);
+}
+
+int MQTTAllocator::create_confined_child(const std::string& id, int32_t tag, size_t limit,
+                                         uint64_t owner, std::shared_ptr<MQTTAllocator>& out) {
   if (id.empty()) return MQ_ERR_INVALID_ARGS;
+  // Below a confined node every node belongs to the same thread, which keeps
+  // the confined part of any path contiguous and single-threaded.
+  if (owner_ != 0) owner = owner_;
   if (!is_valid_tag(tag)) return MQ_ERR_ALLOCATOR_INVALID_TAG;
 
   std::lock_guard<std::mutex> lock(children_mutex_);
@@ -28,7 +67,7 @@ int MQTTAllocator::create_child(const std::string& id, int32_t tag, size_t limit
   if (children_.count(id) != 0) return MQ_ERR_ALLOCATOR_CREATE;
 
   std::shared_ptr<MQTTAllocator> child(new MQTTAllocator(
-      id, static_cast<mq_memory_tag>(tag), limit, shared_from_this()));
+      id, static_cast<mq_memory_tag>(tag), limit, owner, shared_from_this()));
   children_.emplace(id, child);
   out = std::move(child);
   return MQ_SUCCESS;
@@ -86,6 +125,7 @@ std::vector<std::shared_ptr<MQTTAllocator>> MQTTAllocator::children() const {
 // which can make a concurrent allocation fail early but never pass a limit.
 bool MQTTAllocator::charge(size_t bytes, LimitRefusal* refusal) {
   for (MQTTAllocator* node = this; node != nullptr; node = node->parent_.get()) {
+    bool confined = node->owner_ != 0;
     size_t current = node->usage_.load(std::memory_order_relaxed);
     do {
       size_t limit = node->limit_.load(std::memory_order_relaxed);
@@ -93,9 +133,13 @@ bool MQTTAllocator::charge(size_t bytes, LimitRefusal* refusal) {
       if (overflows || (limit != 0 && current + bytes > limit)) {
         node->refused(bytes, current, limit, refusal);
         for (MQTTAllocator* undo = this; undo != node; undo = undo->parent_.get()) {
-          undo->usage_.fetch_sub(bytes, std::memory_order_relaxed);
+          sub(undo->usage_, bytes, undo->owner_ != 0);
         }
         return false;
+      }
+      if (confined) {
+        node->usage_.store(current + bytes, std::memory_order_relaxed);
+        break;
       }
     } while (!node->usage_.compare_exchange_weak(current, current + bytes,
                                                  std::memory_order_relaxed));
@@ -106,6 +150,11 @@ bool MQTTAllocator::charge(size_t bytes, LimitRefusal* refusal) {
   for (MQTTAllocator* node = this; node != nullptr; node = node->parent_.get()) {
     size_t now = node->usage_.load(std::memory_order_relaxed);
     size_t peak = node->peak_.load(std::memory_order_relaxed);
+    if (now <= peak) continue;
+    if (node->owner_ != 0) {
+      node->peak_.store(now, std::memory_order_relaxed);
+      continue;
+    }
     while (now > peak &&
            !node->peak_.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
     }
@@ -128,16 +177,18 @@ void MQTTAllocator::refused(size_t bytes, size_t usage, size_t limit,
 
 void MQTTAllocator::uncharge(size_t bytes) {
   for (MQTTAllocator* node = this; node != nullptr; node = node->parent_.get()) {
-    node->usage_.fetch_sub(bytes, std::memory_order_relaxed);
+    sub(node->usage_, bytes, node->owner_ != 0);
   }
 }
 
 int MQTTAllocator::allocate(size_t size, void*& out, size_t& usable,
                             LimitRefusal* refusal) {
   if (detached()) return MQ_ERR_ALLOCATOR_NOT_FOUND;
+  bool confined = owner_ != 0;
+  if (confined && owner_ != calling_thread_id()) return MQ_ERR_ALLOCATOR_HIERARCHY;
 
   Backend& backend = Backend::instance();
-  total_requested_bytes_.fetch_add(size, std::memory_order_relaxed);
+  add<uint64_t>(total_requested_bytes_, size, confined);
 
   // tcmalloc reports the usable size before allocating (nallocx), so a
   // rejected request never touches the heap. The system allocator reports it
@@ -177,9 +228,9 @@ int MQTTAllocator::allocate(size_t size, void*& out, size_t& usable,
     charged = actual;
   }
 
-  self_usage_.fetch_add(charged, std::memory_order_relaxed);
-  live_blocks_.fetch_add(1, std::memory_order_relaxed);
-  total_allocations_.fetch_add(1, std::memory_order_relaxed);
+  add(self_usage_, charged, confined);
+  add<uint64_t>(live_blocks_, 1, confined);
+  add<uint64_t>(total_allocations_, 1, confined);
   tag_usage_add(tag_, charged);
   out = ptr;
   usable = charged;
@@ -189,12 +240,17 @@ int MQTTAllocator::allocate(size_t size, void*& out, size_t& usable,
 int MQTTAllocator::deallocate(void* ptr) {
   if (ptr == nullptr) return MQ_ERR_INVALID_ARGS;
 
-  Backend& backend = Backend::instance();
-  size_t usable = backend.usable_size(ptr);
-  backend.release(ptr);
+  return deallocate(ptr, Backend::instance().usable_size(ptr));
+}
+
+int MQTTAllocator::deallocate(void* ptr, size_t usable) {
+  if (ptr == nullptr) return MQ_ERR_INVALID_ARGS;
+
+  Backend::instance().release(ptr);
   uncharge(usable);
-  self_usage_.fetch_sub(usable, std::memory_order_relaxed);
-  live_blocks_.fetch_sub(1, std::memory_order_relaxed);
+  bool confined = owner_ != 0;
+  sub(self_usage_, usable, confined);
+  sub<uint64_t>(live_blocks_, 1, confined);
   tag_usage_sub(tag_, usable);
   return MQ_SUCCESS;
 }

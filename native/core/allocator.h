@@ -37,6 +37,10 @@ struct AllocatorStats {
   uint64_t total_refusals = 0;       // only grows: refused by this node's limit
 };
 
+// Returns a number that identifies the calling OS thread for the life of the
+// process; never 0.
+uint64_t calling_thread_id();
+
 class MQTTAllocator : public std::enable_shared_from_this<MQTTAllocator> {
  public:
   // Creates a node with no parent. `id` must not be empty.
@@ -53,6 +57,15 @@ class MQTTAllocator : public std::enable_shared_from_this<MQTTAllocator> {
   int create_child(const std::string& id, int32_t tag, size_t limit,
                    std::shared_ptr<MQTTAllocator>& out);
 
+  // Like create_child, for a child confined to the thread `owner` (a
+  // calling_thread_id()). Blocks of a confined node and of everything below
+  // it are allocated and freed on that thread only: allocate() refuses
+  // other threads with MQ_ERR_ALLOCATOR_HIERARCHY. In exchange its counters
+  // are updated without locked instructions. The children of a confined
+  // node are confined to the same thread.
+  int create_confined_child(const std::string& id, int32_t tag, size_t limit, uint64_t owner,
+                            std::shared_ptr<MQTTAllocator>& out);
+
   // Finds the child named exactly `id`.
   int find_child(const std::string& id, std::shared_ptr<MQTTAllocator>& out) const;
 
@@ -68,13 +81,18 @@ class MQTTAllocator : public std::enable_shared_from_this<MQTTAllocator> {
   // every ancestor. Either all of them are charged or none: when any would
   // pass its limit, nothing stays charged or allocated, `refusal` (when not
   // null) describes the node that refused, and the result is
-  // MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED. Safe to call from any thread.
+  // MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED. Safe to call from any thread, except
+  // that a confined node allocates only on its own thread.
   int allocate(size_t size, void*& out, size_t& usable, LimitRefusal* refusal);
 
   // Frees a block returned by allocate() on this node and uncharges it. The
   // size comes from the backend. The caller guarantees that `ptr` came from
-  // this node and is freed once.
+  // this node and is freed once, on the node's thread if it is confined.
   int deallocate(void* ptr);
+
+  // Like deallocate(ptr), for a caller that kept the usable size that
+  // allocate() reported, which saves asking the backend again.
+  int deallocate(void* ptr, size_t usable);
 
   // Sets the limit. Lowering it below the current usage frees nothing, but
   // new allocations fail until usage drops below it.
@@ -86,11 +104,13 @@ class MQTTAllocator : public std::enable_shared_from_this<MQTTAllocator> {
   size_t usage() const { return usage_.load(std::memory_order_relaxed); }
   size_t peak() const { return peak_.load(std::memory_order_relaxed); }
   bool detached() const { return detached_.load(std::memory_order_acquire); }
+  // The thread a confined node belongs to, or 0 for a node of any thread.
+  uint64_t owner() const { return owner_; }
   const std::shared_ptr<MQTTAllocator>& parent() const { return parent_; }
   AllocatorStats stats() const;
 
  private:
-  MQTTAllocator(std::string id, mq_memory_tag tag, size_t limit,
+  MQTTAllocator(std::string id, mq_memory_tag tag, size_t limit, uint64_t owner,
                 std::shared_ptr<MQTTAllocator> parent);
 
   // Adds `bytes` to this node and every ancestor, or to none of them.
@@ -102,6 +122,10 @@ class MQTTAllocator : public std::enable_shared_from_this<MQTTAllocator> {
 
   const std::string id_;
   const mq_memory_tag tag_;
+  // Only this thread writes the usage and statistics of a confined node.
+  // Other threads still read them, so they stay atomics, but plain loads and
+  // stores replace the locked read-modify-writes.
+  const uint64_t owner_;
   // Each node owns its parent, so the chain up to the root stays valid for as
   // long as a live block of the node needs uncharging.
   const std::shared_ptr<MQTTAllocator> parent_;

@@ -63,10 +63,13 @@ int SessionRegistry::register_thread(const std::string& id, uint64_t& thread_key
   std::lock_guard<std::mutex> lock(mutex_);
   uint64_t key = next_thread_key_++;
   std::shared_ptr<MQTTAllocator> allocator;
-  int rc = root_->create_child(id, MEM_TAG_SESSION_MANAGER, thread_limit_, allocator);
+  // The thread allocator and the sessions below it belong to the calling
+  // thread, which allocates and frees all their blocks.
+  uint64_t owner = calling_thread_id();
+  int rc = root_->create_confined_child(id, MEM_TAG_SESSION_MANAGER, thread_limit_, owner, allocator);
   if (rc == MQ_ERR_ALLOCATOR_CREATE) {
-    rc = root_->create_child(id + "#" + std::to_string(key), MEM_TAG_SESSION_MANAGER,
-                             thread_limit_, allocator);
+    rc = root_->create_confined_child(id + "#" + std::to_string(key), MEM_TAG_SESSION_MANAGER,
+                                      thread_limit_, owner, allocator);
   }
   if (rc != MQ_SUCCESS) return rc;
 

@@ -64,7 +64,9 @@ class SessionRegistry {
   std::shared_ptr<MQTTAllocator> message_cache() const { return message_cache_; }
 
   // Adds a thread allocator under the root, named `id` (or `id#key` when the
-  // name is taken), with the current thread limit.
+  // name is taken), with the current thread limit. It is confined to the
+  // calling thread (see MQTTAllocator::create_confined_child), and so are
+  // the sessions registered under it.
   int register_thread(const std::string& id, uint64_t& thread_key,
                       std::shared_ptr<MQTTAllocator>& out);
 

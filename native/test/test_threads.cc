@@ -162,6 +162,92 @@ TEST(threads_share_one_node) {
   release_tree(root);
 }
 
+// A confined node allocates on its own thread only; its children inherit
+// the thread. A refused attempt from another thread charges nothing.
+TEST(threads_confined_node_allocates_on_its_thread_only) {
+  Node root;
+  CHECK_EQ(MQTTAllocator::create_root("root", MEM_TAG_ROOT, 0, root), MQ_SUCCESS);
+  Node confined;
+  CHECK_EQ(root->create_confined_child("thread", MEM_TAG_SESSION_MANAGER, 0,
+                                       mqsa::calling_thread_id(), confined),
+           MQ_SUCCESS);
+  Node session;
+  CHECK_EQ(confined->create_child("session", MEM_TAG_SESSION, 0, session), MQ_SUCCESS);
+  CHECK_EQ(session->owner(), mqsa::calling_thread_id());
+  CHECK_EQ(root->owner(), 0u);
+
+  void* ptr = nullptr;
+  size_t usable = 0;
+  CHECK_EQ(session->allocate(100, ptr, usable, nullptr), MQ_SUCCESS);
+
+  std::atomic<int> foreign_result{0};
+  std::atomic<uint64_t> foreign_id{0};
+  std::thread other([&] {
+    void* foreign = nullptr;
+    size_t foreign_usable = 0;
+    foreign_result = session->allocate(100, foreign, foreign_usable, nullptr);
+    foreign_id = mqsa::calling_thread_id();
+  });
+  other.join();
+  CHECK_EQ(foreign_result.load(), MQ_ERR_ALLOCATOR_HIERARCHY);
+  CHECK(foreign_id.load() != mqsa::calling_thread_id());
+  CHECK_EQ(session->usage(), usable);
+  CHECK_EQ(root->usage(), usable);
+  CHECK_EQ(session->stats().total_allocations, 1u);
+
+  CHECK_EQ(session->deallocate(ptr), MQ_SUCCESS);
+  CHECK_EQ(session->usage(), 0u);
+  CHECK_EQ(root->usage(), 0u);
+  release_tree(root);
+}
+
+// Each thread allocates through a confined subtree of its own while all of
+// them share one limited root, the only node they contend on. The root
+// never passes its limit and ends at zero.
+TEST(threads_confined_subtrees_share_root_limit) {
+  const size_t limit = 32 * 1024;
+  const int iterations = 4000;
+  Node root;
+  CHECK_EQ(MQTTAllocator::create_root("root", MEM_TAG_ROOT, limit, root), MQ_SUCCESS);
+
+  std::atomic<int> failures{0};
+  std::atomic<bool> over_limit{false};
+  std::vector<std::thread> workers;
+  for (int i = 0; i < kThreads; ++i) {
+    workers.emplace_back([&, i] {
+      Node own;
+      if (root->create_confined_child("t" + std::to_string(i), MEM_TAG_SESSION_MANAGER, 0,
+                                      mqsa::calling_thread_id(), own) != MQ_SUCCESS) {
+        failures.fetch_add(1);
+        return;
+      }
+      std::mt19937 random(static_cast<unsigned>(i));
+      std::vector<Block> held;
+      for (int n = 0; n < iterations; ++n) {
+        if (held.size() < 6 && random() % 2 == 0) {
+          Block block{nullptr, 0};
+          int rc = own->allocate(512 + random() % 2048, block.ptr, block.usable, nullptr);
+          if (rc == MQ_SUCCESS) held.push_back(block);
+          else if (rc != MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED) failures.fetch_add(1);
+        } else if (!held.empty()) {
+          own->deallocate(held.back().ptr, held.back().usable);
+          held.pop_back();
+        }
+        if (root->usage() > limit) over_limit = true;
+      }
+      for (const Block& block : held) own->deallocate(block.ptr, block.usable);
+      if (own->usage() != 0 || own->stats().live_blocks != 0) failures.fetch_add(1);
+    });
+  }
+  for (std::thread& worker : workers) worker.join();
+
+  CHECK_EQ(failures.load(), 0);
+  CHECK(!over_limit.load());
+  CHECK_EQ(root->usage(), 0u);
+  CHECK(root->peak() <= limit);
+  release_tree(root);
+}
+
 // Threads create, use and remove children with ids of their own. Half of the
 // time a child's block is freed only after the child was removed.
 TEST(threads_create_remove_children) {
