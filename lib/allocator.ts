@@ -1,4 +1,6 @@
 // Allocator handles: the public face of one node of the allocator hierarchy.
+import { Buffer } from 'node:buffer';
+
 import { MemoryTag, MemoryTagName, memoryTagName } from './codes';
 import { invalidArgument } from './errors';
 import { native, NativeAllocator, NativeAllocatorStats } from './native';

@@ -1,9 +1,11 @@
 // SessionQueue: a FIFO of payloads copied into a client's queue allocator,
 // bounded by payload bytes and message count, with a policy for overflow.
+import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 
 import { invalidArgument, MqttAllocatorError } from './errors';
-import { native, NativeQueueHandle, threadAllocator } from './native';
+import { native, NativeAllocatorToken, NativeQueueHandle, threadAllocator } from './native';
+import { outputBuffer } from './output-pool';
 import type { SessionAllocatorSet } from './session-allocator-manager';
 import { assertBytes } from './validate';
 
@@ -31,6 +33,10 @@ export interface SessionQueueEvents {
  */
 export class SessionQueue extends EventEmitter<SessionQueueEvents> {
   private readonly handle: NativeQueueHandle = native.queueCreate();
+  // The queue allocator's token, kept between pushes. A removed allocator
+  // refuses with MQ_ERR_ALLOCATOR_NOT_FOUND, and store() then resolves the
+  // session's current one.
+  private token: NativeAllocatorToken | undefined;
   // Payload sizes in queue order, from `head` on, so that shift() can make
   // its Buffer before the one native call.
   private sizes: number[] = [];
@@ -102,10 +108,13 @@ export class SessionQueue extends EventEmitter<SessionQueueEvents> {
   }
 
   /** Removes the oldest payload and returns a copy the caller owns; its queue
-   * memory is freed and uncharged at once. */
+   * memory is freed and uncharged at once. Like Buffer.allocUnsafe, the copy
+   * may be a view of a larger shared ArrayBuffer (for payloads under 1 MiB,
+   * at most 64 times the payload or 8 KiB); copy it again to keep it for
+   * long. */
   shift(): Buffer | undefined {
     if (this.length === 0) return undefined;
-    const payload = Buffer.allocUnsafe(this.takeSize());
+    const payload = outputBuffer(this.takeSize());
     native.queueShift(this.handle, payload);
     return payload;
   }
@@ -161,11 +170,13 @@ export class SessionQueue extends EventEmitter<SessionQueueEvents> {
   private store(source: Uint8Array): boolean {
     let charge: number;
     try {
-      charge = native.queuePush(this.handle, this.resolveAllocators().tokens[1], source);
+      this.token ??= this.resolveAllocators().tokens[1];
+      charge = native.queuePush(this.handle, this.token, source);
     } catch (error) {
       if (!(error instanceof MqttAllocatorError) || error.code !== 'MQ_ERR_ALLOCATOR_NOT_FOUND') throw error;
       // The session was removed and registered again: resolve its new allocators.
-      charge = native.queuePush(this.handle, this.resolveAllocators(true).tokens[1], source);
+      this.token = this.resolveAllocators(true).tokens[1];
+      charge = native.queuePush(this.handle, this.token, source);
     }
     if (charge === 0) return false;
     this.sizes.push(source.byteLength);
@@ -175,7 +186,7 @@ export class SessionQueue extends EventEmitter<SessionQueueEvents> {
 
   private dropOldest(): void {
     const size = this.takeSize();
-    const copy = this.listenerCount('drop') > 0 ? Buffer.allocUnsafe(size) : undefined;
+    const copy = this.listenerCount('drop') > 0 ? outputBuffer(size) : undefined;
     native.queueShift(this.handle, copy);
     if (copy !== undefined) this.emit('drop', copy);
   }

@@ -1,5 +1,7 @@
 // ThreadLocalSessionManager: the sessions of the calling thread and the
 // buffers allocated for them.
+import { Buffer } from 'node:buffer';
+
 import { releaseBuffer, toBuffer } from './allocator';
 import { invalidArgument, MqttAllocatorError } from './errors';
 import { native, NativeAllocatorToken, NativeThreadStats } from './native';
