@@ -8,6 +8,7 @@
         "native/core/errors.cc",
         "native/core/session_registry.cc",
         "native/core/tags.cc",
+        "native/core/thread_counters.cc",
         "native/binding/addon.cc",
         "native/binding/allocator_object.cc",
         "native/binding/buffers.cc",

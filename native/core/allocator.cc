@@ -2,14 +2,11 @@
 
 #include "backend.h"
 #include "errors.h"
+#include "thread_counters.h"
 
 namespace mqsa {
 
-uint64_t calling_thread_id() {
-  static std::atomic<uint64_t> next{1};
-  thread_local uint64_t id = next.fetch_add(1, std::memory_order_relaxed);
-  return id;
-}
+uint64_t calling_thread_id() { return this_thread_counters().thread_id(); }
 
 namespace {
 
@@ -184,8 +181,9 @@ void MQTTAllocator::uncharge(size_t bytes) {
 int MQTTAllocator::allocate(size_t size, void*& out, size_t& usable,
                             LimitRefusal* refusal) {
   if (detached()) return MQ_ERR_ALLOCATOR_NOT_FOUND;
+  ThreadCounters& counters = this_thread_counters();
   bool confined = owner_ != 0;
-  if (confined && owner_ != calling_thread_id()) return MQ_ERR_ALLOCATOR_HIERARCHY;
+  if (confined && owner_ != counters.thread_id()) return MQ_ERR_ALLOCATOR_HIERARCHY;
 
   Backend& backend = Backend::instance();
   add<uint64_t>(total_requested_bytes_, size, confined);
@@ -201,17 +199,17 @@ int MQTTAllocator::allocate(size_t size, void*& out, size_t& usable,
       return MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED;
     }
     charged = predicted;
-    ptr = backend.allocate(size);
+    ptr = backend.allocate(size, counters);
     if (ptr == nullptr) {
       uncharge(charged);
       return MQ_ERR_ALLOCATOR;
     }
   } else {
-    ptr = backend.allocate(size);
+    ptr = backend.allocate(size, counters);
     if (ptr == nullptr) return MQ_ERR_ALLOCATOR;
     charged = backend.usable_size(ptr);
     if (!charge(charged, refusal)) {
-      backend.release(ptr);
+      backend.release(ptr, counters);
       return MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED;
     }
   }
@@ -222,7 +220,7 @@ int MQTTAllocator::allocate(size_t size, void*& out, size_t& usable,
   if (actual != charged) {
     uncharge(charged);
     if (!charge(actual, refusal)) {
-      backend.release(ptr);
+      backend.release(ptr, counters);
       return MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED;
     }
     charged = actual;
@@ -231,7 +229,7 @@ int MQTTAllocator::allocate(size_t size, void*& out, size_t& usable,
   add(self_usage_, charged, confined);
   add<uint64_t>(live_blocks_, 1, confined);
   add<uint64_t>(total_allocations_, 1, confined);
-  tag_usage_add(tag_, charged);
+  counters.add(tag_, static_cast<int64_t>(charged));
   out = ptr;
   usable = charged;
   return MQ_SUCCESS;
@@ -246,12 +244,13 @@ int MQTTAllocator::deallocate(void* ptr) {
 int MQTTAllocator::deallocate(void* ptr, size_t usable) {
   if (ptr == nullptr) return MQ_ERR_INVALID_ARGS;
 
-  Backend::instance().release(ptr);
+  ThreadCounters& counters = this_thread_counters();
+  Backend::instance().release(ptr, counters);
   uncharge(usable);
   bool confined = owner_ != 0;
   sub(self_usage_, usable, confined);
   sub<uint64_t>(live_blocks_, 1, confined);
-  tag_usage_sub(tag_, usable);
+  counters.add(tag_, -static_cast<int64_t>(usable));
   return MQ_SUCCESS;
 }
 

@@ -21,7 +21,6 @@ namespace {
 // Blocks handed out and not yet released, over all backends. The backend may
 // only be switched while this is zero, so no block is ever freed by an
 // allocator other than the one that made it.
-std::atomic<long> g_live_blocks{0};
 std::mutex g_select_mutex;
 
 size_t system_usable_size(void* ptr) { return malloc_usable_size(ptr); }
@@ -42,16 +41,12 @@ Backend::Backend() {
   resolve(setting != nullptr ? setting : "auto");
 }
 
-void Backend::live_blocks_add(long delta) {
-  g_live_blocks.fetch_add(delta, std::memory_order_relaxed);
-}
-
 int Backend::select(const std::string& requested) {
   if (requested != "auto" && requested != "system" && requested != "tcmalloc") {
     return MQ_ERR_INVALID_ARGS;
   }
   std::lock_guard<std::mutex> lock(g_select_mutex);
-  if (g_live_blocks.load() != 0) return MQ_ERR_ALLOCATOR;
+  if (counter_total(kCounterLiveBlocks) != 0) return MQ_ERR_ALLOCATOR;
   resolve(requested);
   return MQ_SUCCESS;
 }

@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <string>
 
+#include "thread_counters.h"
+
 namespace mqsa {
 
 enum class BackendKind { kSystem, kTcmalloc };
@@ -51,16 +53,21 @@ class Backend {
 
   // Returns a block of at least `size` bytes, or nullptr when the backend is
   // out of memory.
-  void* allocate(size_t size) {
-    live_blocks_add(1);
+  void* allocate(size_t size) { return allocate(size, this_thread_counters()); }
+
+  // The same, counting the block in `counters`, the calling thread's.
+  void* allocate(size_t size, ThreadCounters& counters) {
+    counters.add(kCounterLiveBlocks, 1);
     void* ptr = malloc_fn_(size == 0 ? 1 : size);
-    if (ptr == nullptr) live_blocks_add(-1);
+    if (ptr == nullptr) counters.add(kCounterLiveBlocks, -1);
     return ptr;
   }
 
-  void release(void* ptr) {
+  void release(void* ptr) { release(ptr, this_thread_counters()); }
+
+  void release(void* ptr, ThreadCounters& counters) {
     free_fn_(ptr);
-    live_blocks_add(-1);
+    counters.add(kCounterLiveBlocks, -1);
   }
 
   // Returns the bytes the backend really reserved for `ptr`.
@@ -86,7 +93,6 @@ class Backend {
   bool use_tcmalloc_symbols(void* handle, const std::string& source);
   // Defined only in builds that link tcmalloc (MQSA_STATIC_TCMALLOC).
   void use_bundled_tcmalloc();
-  void live_blocks_add(long delta);
 
   using MallocFn = void* (*)(size_t);
   using FreeFn = void (*)(void*);

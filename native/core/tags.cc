@@ -1,11 +1,13 @@
 #include "tags.h"
 
+#include <algorithm>
 #include <atomic>
+
+#include "thread_counters.h"
 
 namespace mqsa {
 namespace {
 
-std::atomic<size_t> g_tag_usage[MEM_TAG_COUNT];
 std::atomic<uint64_t> g_tag_refusals_total[MEM_TAG_COUNT];
 
 }  // namespace
@@ -23,16 +25,9 @@ const char* tag_name(int32_t tag) {
   return nullptr;
 }
 
-void tag_usage_add(mq_memory_tag tag, size_t bytes) {
-  g_tag_usage[tag].fetch_add(bytes, std::memory_order_relaxed);
-}
-
-void tag_usage_sub(mq_memory_tag tag, size_t bytes) {
-  g_tag_usage[tag].fetch_sub(bytes, std::memory_order_relaxed);
-}
-
 size_t tag_usage(mq_memory_tag tag) {
-  return g_tag_usage[tag].load(std::memory_order_relaxed);
+  // A free in flight on another thread can leave a read briefly below zero.
+  return static_cast<size_t>(std::max<int64_t>(counter_total(tag), 0));
 }
 
 void tag_refusal_add(mq_memory_tag tag) {

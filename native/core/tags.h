@@ -34,9 +34,8 @@ bool is_valid_tag(int32_t tag);
 const char* tag_name(int32_t tag);
 
 // Process-wide bytes currently allocated directly from allocators of each
-// tag (usable sizes). Updated by every allocation and free.
-void tag_usage_add(mq_memory_tag tag, size_t bytes);
-void tag_usage_sub(mq_memory_tag tag, size_t bytes);
+// tag (usable sizes). Every allocation and free updates the calling
+// thread's counter for its tag (see thread_counters.h).
 size_t tag_usage(mq_memory_tag tag);
 
 // Process-wide count of allocations refused by a limit, by the tag of the

@@ -12,6 +12,7 @@
 #include "check.h"
 #include "errors.h"
 #include "session_registry.h"
+#include "tags.h"
 
 namespace {
 
@@ -245,6 +246,35 @@ TEST(threads_confined_subtrees_share_root_limit) {
   CHECK(!over_limit.load());
   CHECK_EQ(root->usage(), 0u);
   CHECK(root->peak() <= limit);
+  release_tree(root);
+}
+
+// Tag usage is summed over per-thread counters. Blocks allocated on threads
+// that have ended, then freed on this one, still leave it exact.
+TEST(threads_tag_usage_across_ended_threads) {
+  Node root;
+  CHECK_EQ(MQTTAllocator::create_root("root", MEM_TAG_ROOT, 0, root), MQ_SUCCESS);
+  Node shared;
+  CHECK_EQ(root->create_child("cache", MEM_TAG_MESSAGE_CACHE, 0, shared), MQ_SUCCESS);
+  size_t before = mqsa::tag_usage(MEM_TAG_MESSAGE_CACHE);
+
+  std::vector<Block> blocks(kThreads);
+  std::vector<std::thread> workers;
+  for (int i = 0; i < kThreads; ++i) {
+    workers.emplace_back([&, i] {
+      shared->allocate(1000 + static_cast<size_t>(i), blocks[i].ptr, blocks[i].usable, nullptr);
+    });
+  }
+  for (std::thread& worker : workers) worker.join();
+
+  size_t total = 0;
+  for (const Block& block : blocks) total += block.usable;
+  CHECK_EQ(mqsa::tag_usage(MEM_TAG_MESSAGE_CACHE), before + total);
+  CHECK_EQ(shared->usage(), total);
+
+  for (const Block& block : blocks) shared->deallocate(block.ptr, block.usable);
+  CHECK_EQ(mqsa::tag_usage(MEM_TAG_MESSAGE_CACHE), before);
+  CHECK_EQ(shared->usage(), 0u);
   release_tree(root);
 }
 
