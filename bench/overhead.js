@@ -6,8 +6,12 @@
 // the Buffer object, the backing-store record, the release record of the
 // addon and the block's share of the allocator's own bookkeeping. The RSS
 // figure is split into the V8 heap's resident pages and the rest (native).
-// Buffer.allocUnsafeSlow (one unpooled backing store per Buffer, like ours)
-// is measured the same way for reference. Needs --expose-gc.
+// Two references are measured the same way: the floor, the addon's
+// externalBufferFloor(size, true), which is an external Buffer over a
+// malloc'd block with no accounting (what Node itself spends on any
+// external Buffer), and Buffer.allocUnsafeSlow (one unpooled backing store
+// per Buffer). Ours less the floor is what this package adds per buffer.
+// Needs --expose-gc.
 'use strict';
 const v8 = require('node:v8');
 const common = require('./common');
@@ -21,7 +25,7 @@ function settle() {
 
 async function measure({ quick, args }) {
   if (typeof global.gc !== 'function') throw new Error('global.gc is missing: run with node --expose-gc');
-  const variant = args.find((a) => a === 'ours' || a === 'allocUnsafeSlow') ?? 'ours';
+  const variant = args.find((a) => a === 'ours' || a === 'floor' || a === 'allocUnsafeSlow') ?? 'ours';
   const count = quick ? 50_000 : 100_000;
   let allocate;
   let usage = () => 0;
@@ -36,6 +40,10 @@ async function measure({ quick, args }) {
     allocate = () => threads.allocate(CLIENT, SIZE);
     usage = () => manager.getGlobalMemoryUsage();
     backend = manager.getBackendInfo().name;
+  } else if (variant === 'floor') {
+    const floor = common.externalBufferFloor();
+    if (floor === undefined) throw new Error('the addon has no externalBufferFloor export');
+    allocate = () => floor(SIZE, true);
   } else {
     allocate = () => Buffer.allocUnsafeSlow(SIZE);
   }
@@ -52,7 +60,7 @@ async function measure({ quick, args }) {
   settle();
   const after = { ...process.memoryUsage(), heapPhysical: v8.getHeapStatistics().total_physical_size };
   // Usable bytes per buffer: the allocator's charge for ours, the requested
-  // size for the reference (its malloc rounding is part of its overhead).
+  // size for the references (their malloc rounding is part of their overhead).
   const usable = variant === 'ours' ? (usage() - usageBefore) / count : SIZE;
   const perBuffer = (key, subtractUsable) =>
     (after[key] - before[key] - (subtractUsable ? count * usable : 0)) / count;
@@ -79,6 +87,7 @@ async function run({ quick }) {
   const repeats = quick ? 1 : 3;
   const jobs = [
     ...common.BACKENDS.map((backend) => ({ key: `ours-${backend}`, backend, variant: 'ours' })),
+    { key: 'floor', backend: 'system', variant: 'floor' },
     { key: 'allocUnsafeSlow', backend: 'system', variant: 'allocUnsafeSlow' },
   ];
   const samples = Object.fromEntries(jobs.map((job) => [job.key, []]));

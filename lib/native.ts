@@ -131,8 +131,9 @@ export interface NativeAddon {
   messageCache(): NativeAllocator;
   release(buffer: unknown): void;
   isSessionBuffer(buffer: unknown): boolean;
-  /** Benchmark only: creates and detaches one external Buffer, no accounting. */
-  externalBufferFloor(size: number): void;
+  /** Benchmark only: creates one external Buffer with no accounting, and
+   * detaches it, or returns it alive when `keep` is true. */
+  externalBufferFloor(size: number, keep?: boolean): Buffer | undefined;
   allocatorToken(allocator: NativeAllocator): NativeAllocatorToken;
   /** Returns the payload's handle, or 0 when a limit refused it. */
   payloadStore(token: NativeAllocatorToken, payload: Uint8Array): number;

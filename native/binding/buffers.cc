@@ -188,13 +188,17 @@ Napi::Value is_session_buffer(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, record != nullptr);
 }
 
-// The cost Node itself puts on a session buffer, for the benchmark: one
-// external Buffer over a malloc'd block, created and detached, with a
-// finalizer that frees the block, and no accounting.
+// The cost Node itself puts on a session buffer, for the benchmarks: one
+// external Buffer over a malloc'd block, with a finalizer that frees the
+// block, and no accounting. It is detached at once and nothing is returned,
+// unless `keep` is true: then the Buffer is returned alive, for measuring
+// the memory of a live one.
 Napi::Value external_buffer_floor(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   size_t size = 0;
   if (!read_size(env, info[0], "size", size)) return Napi::Value();
+  bool keep = false;
+  if (napi_get_value_bool(env, info[1], &keep) != napi_ok) keep = false;
 
   void* data = std::malloc(size == 0 ? 1 : size);
   napi_value buffer = nullptr;
@@ -204,6 +208,8 @@ Napi::Value external_buffer_floor(const Napi::CallbackInfo& info) {
     std::free(data);
     return throw_code(env, MQ_ERR_ALLOCATOR, "could not create an external Buffer");
   }
+  if (keep) return Napi::Value(env, buffer);
+
   napi_get_typedarray_info(env, buffer, nullptr, nullptr, nullptr, &arraybuffer, nullptr);
   napi_detach_arraybuffer(env, arraybuffer);
   return env.Undefined();

@@ -26,9 +26,10 @@ Napi::Value release_buffer(const Napi::CallbackInfo& info);
 // thread.
 Napi::Value is_session_buffer(const Napi::CallbackInfo& info);
 
-// externalBufferFloor(size): creates and detaches one external Buffer with no
-// accounting. Exported for the benchmark only, as the floor that Node itself
-// costs per session buffer.
+// externalBufferFloor(size, keep): creates one external Buffer with no
+// accounting and detaches it, or returns it alive when `keep` is true.
+// Exported for the benchmarks only, as the floor that Node itself costs per
+// session buffer.
 Napi::Value external_buffer_floor(const Napi::CallbackInfo& info);
 
 // Frees every live block of the thread; runs when its environment ends.
