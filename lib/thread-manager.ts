@@ -118,9 +118,12 @@ export class ThreadLocalSessionManager {
     return handle === 0 ? undefined : handle;
   }
 
-  /** Returns a copy of a stored payload as a plain Buffer the caller owns. */
-  loadPayload(handle: PayloadHandle): Buffer {
-    const payload = Buffer.allocUnsafe(native.payloadSize(handle));
+  /** Returns a copy of a stored payload as a plain Buffer the caller owns.
+   * A caller that kept the payload's size passes it as `size`, which saves
+   * asking for it; a size that does not match throws, copying nothing. */
+  loadPayload(handle: PayloadHandle, size?: number): Buffer {
+    if (size !== undefined) assertBytes('size', size);
+    const payload = Buffer.allocUnsafe(size ?? native.payloadSize(handle));
     native.payloadRead(handle, payload);
     return payload;
   }

@@ -62,6 +62,29 @@ describe('store, load and free', () => {
     sessions.freePayload(handle);
   });
 
+  test('load with the known size', () => {
+    const clientId = client();
+    const handle = sessions.storePayload(clientId, Buffer.from('sized')) as number;
+
+    expect(sessions.loadPayload(handle, 5).toString()).toBe('sized');
+    sessions.freePayload(handle);
+  });
+
+  test('load with a wrong size throws', () => {
+    const clientId = client();
+    const handle = sessions.storePayload(clientId, Buffer.from('sized')) as number;
+    const usage = sessions.getSessionMemoryUsage(clientId);
+
+    const error = thrown(() => sessions.loadPayload(handle, 4));
+
+    expect(error.code).toBe('MQ_ERR_INVALID_ARGS');
+    expect(error.message).toContain('5 bytes');
+    expect(thrown(() => sessions.loadPayload(handle, -1)).code).toBe('MQ_ERR_INVALID_ARGS');
+    expect(sessions.getSessionMemoryUsage(clientId)).toBe(usage);
+    expect(sessions.loadPayload(handle).toString()).toBe('sized');
+    sessions.freePayload(handle);
+  });
+
   test('second free throws and frees nothing', () => {
     const clientId = client();
     const first = sessions.storePayload(clientId, Buffer.alloc(100)) as number;

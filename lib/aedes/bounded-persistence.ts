@@ -57,6 +57,7 @@
 // noticed by a periodic check, when a message is stored for the client, and
 // when it reconnects; its stored messages are then released and its
 // subscriptions removed from the inner persistence, since the session ended.
+import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
 
@@ -68,7 +69,7 @@ import { GlobalSessionManager } from '../global-manager';
 import { getLogger, REFUSAL_LOG_INTERVAL_MS } from '../logging';
 import type { PayloadHandle, ThreadLocalSessionManager } from '../thread-manager';
 import { assertBytes, assertSeconds } from '../validate';
-import { ClientStore, entryKey, PayloadAccess, StoredEntry, toPacket } from './client-store';
+import { ClientStore, PayloadAccess, StoredEntry, toPacket } from './client-store';
 import { DropLog } from './drop-log';
 import type {
   AedesPersistence,
@@ -136,6 +137,9 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
   private broker: Aedes | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
   private destroyed = false;
+  // Number of the current outgoingEnqueueCombi call, stamped on each store
+  // it reaches.
+  private enqueueCalls = 0;
 
   private readonly onClient = (client: Client): void => this.clientConnected(client);
   private readonly onClientDisconnect = (client: Client): void => this.clientDisconnected(client);
@@ -148,7 +152,7 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
   };
   private readonly onClosed = (): void => this.releaseAll();
   private readonly payloads: PayloadAccess = {
-    load: (handle) => this.sessions.loadPayload(handle),
+    load: (handle, size) => this.sessions.loadPayload(handle, size),
     free: (handle) => {
       try {
         this.sessions.freePayload(handle);
@@ -266,22 +270,38 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
 
   async outgoingEnqueue(sub: PersistenceSubscriber, packet: PersistencePacket): Promise<void> {
     if (this.destroyed) return;
-    this.enqueueFor(sub.clientId, packet, payloadOf(packet));
+    this.enqueueFor(sub.clientId, this.stores.get(sub.clientId), packet, payloadOf(packet));
   }
 
   async outgoingEnqueueCombi(subs: PersistenceSubscriber[], packet: PersistencePacket): Promise<void> {
     if (this.destroyed || subs.length === 0) return;
     const payload = payloadOf(packet);
     if (subs.length === 1) {
-      this.enqueueFor(subs[0].clientId, packet, payload);
+      const clientId = subs[0].clientId;
+      this.enqueueFor(clientId, this.stores.get(clientId), packet, payload);
       return;
     }
-    // A client matched by several of its subscriptions gets one copy.
-    const seen = new Set<string>();
-    for (const sub of subs) {
-      if (seen.has(sub.clientId)) continue;
-      seen.add(sub.clientId);
-      this.enqueueFor(sub.clientId, packet, payload);
+
+    // A client matched by several of its subscriptions gets one copy. Each
+    // store reached is stamped with this call's number, which costs no Set
+    // per message. Once a subscriber has no store (a new client, or one whose
+    // session is expiring), the rest of the call checks a Set of the client
+    // ids seen instead, because a store may also be removed during the loop.
+    this.enqueueCalls += 1;
+    const stamp = this.enqueueCalls;
+    let seen: Set<string> | undefined;
+    for (let i = 0; i < subs.length; i += 1) {
+      const clientId = subs[i].clientId;
+      const store = this.stores.get(clientId);
+      if (store !== undefined && seen === undefined) {
+        if (store.stamp === stamp) continue;
+        store.stamp = stamp;
+      } else {
+        seen ??= new Set(subs.slice(0, i).map((sub) => sub.clientId));
+        if (seen.has(clientId)) continue;
+        seen.add(clientId);
+      }
+      this.enqueueFor(clientId, store, packet, payload);
     }
   }
 
@@ -298,7 +318,7 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
       store.markReceived(packet.messageId);
       return;
     }
-    store.markInflight(entryKey(packet.brokerId, packet.brokerCounter), packet.messageId);
+    store.markInflight(packet.brokerId, packet.brokerCounter, packet.messageId);
   }
 
   /** Releases a message at PUBACK or PUBCOMP and returns it with a payload copy. */
@@ -512,12 +532,12 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
 
   /**
    * Returns the store of a subscriber about to get a message, or undefined
-   * while its expired session is being removed. A subscriber known to the
-   * inner persistence but never registered here (a persistence that outlived
-   * a restart) gets an offline session now, which expires after its interval.
+   * while its expired session is being removed. `store` is the one found
+   * for `clientId`, if any. A subscriber known to the inner persistence but
+   * never registered here (a persistence that outlived a restart) gets an
+   * offline session now, which expires after its interval.
    */
-  private subscriberStore(clientId: string): ClientStore | undefined {
-    const store = this.stores.get(clientId);
+  private subscriberStore(clientId: string, store: ClientStore | undefined): ClientStore | undefined {
     if (store !== undefined) {
       if (!store.connected && !store.expired && !this.sessions.hasSession(clientId)) void this.expire(store);
       return store;
@@ -531,19 +551,22 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
   }
 
   // Catches every error, because a failure for one subscriber must not reach
-  // the publisher. Event listeners are guarded in emitSafely.
-  private enqueueFor(clientId: string, packet: PersistencePacket, payload: Uint8Array): void {
-    const policy = this.policyFor(clientId);
+  // the publisher. Event listeners are guarded in emitSafely. `found` is the
+  // client's store as looked up by the caller. The policy is looked up only
+  // when a message is stored or dropped, not for a duplicate.
+  private enqueueFor(clientId: string, found: ClientStore | undefined, packet: PersistencePacket, payload: Uint8Array): void {
     const bytes = payload.byteLength;
     let store: ClientStore | undefined;
     try {
-      store = this.subscriberStore(clientId);
+      store = this.subscriberStore(clientId, found);
       if (store === undefined || store.expired) {
-        this.recordDrop(store, clientId, policy, 'session-expired', bytes, packet.topic);
+        this.recordDrop(store, clientId, this.policyFor(clientId), 'session-expired', bytes, packet.topic);
         return;
       }
-      if (store.hasOutgoing(entryKey(packet.brokerId, packet.brokerCounter))) return;
+      if (store.findOutgoing(packet.brokerId, packet.brokerCounter) !== undefined) return;
 
+      // Looked up before storing, because 'drop-oldest' evicts first.
+      const policy = this.policyFor(clientId);
       const handle = this.storeOutgoing(store, payload, policy);
       if (handle === undefined) {
         this.recordDrop(store, clientId, policy, 'limit-exceeded', bytes, packet.topic);
@@ -553,7 +576,7 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
       store.enqueue(packet, handle, bytes);
     } catch (error) {
       this.logger.debug({ err: error, clientId }, 'storing a message failed: the subscriber has no session here; the message is dropped for it');
-      this.recordDrop(store, clientId, policy, 'no-session', bytes, packet.topic);
+      this.recordDrop(store, clientId, this.policyFor(clientId), 'no-session', bytes, packet.topic);
     }
   }
 

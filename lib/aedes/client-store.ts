@@ -8,6 +8,8 @@
 // them. A payload may thus be freed at any moment (ack, eviction, clean
 // start, expiry, close), because no socket write handed to libuv ever points
 // into it.
+import { Buffer } from 'node:buffer';
+
 import type { Client } from 'aedes';
 
 import type { PayloadHandle } from '../thread-manager';
@@ -19,8 +21,12 @@ import type { ClientStoreStats, PersistencePacket, StoredPacket } from './types'
 export interface StoredEntry {
   /** Arrival order within the client, so that redelivery keeps it. */
   readonly seq: number;
-  /** brokerId and brokerCounter, which name a message before it has a packet id. */
-  readonly key: string;
+  /** The brokerId in the form that matching compares (see sourceOf), so
+   * that an entry found by its brokerCounter is checked against its broker. */
+  readonly source: string;
+  /** Key of the entry in the store's fallback index, or undefined for an
+   * entry indexed by its brokerCounter alone. */
+  readonly fallbackKey: string | undefined;
   cmd: 'publish' | 'pubrel';
   readonly brokerId: string | undefined;
   readonly brokerCounter: number | undefined;
@@ -38,19 +44,48 @@ export interface StoredEntry {
 
 /** Reads and frees payload blocks of the thread that stored them. */
 export interface PayloadAccess {
-  load(handle: PayloadHandle): Buffer;
+  /** Copies the payload out; `size` is its length in bytes. */
+  load(handle: PayloadHandle, size: number): Buffer;
   free(handle: PayloadHandle): void;
 }
 
+/** Returns the brokerId as messages are matched by it: a missing one
+ * matches '', and one that is not a string matches its string form. */
+export function sourceOf(brokerId: string | undefined): string {
+  return typeof brokerId === 'string' ? brokerId : `${brokerId ?? ''}`;
+}
+
+/** Returns the key that names a message in the fallback index: brokerId and
+ * brokerCounter, each compared by its string form. */
 export function entryKey(brokerId: string | undefined, brokerCounter: number | undefined): string {
   return `${brokerId ?? ''}\u0000${brokerCounter ?? ''}`;
 }
 
-/** Builds the entry for `packet` around its payload block of `bytes` bytes. */
-export function createEntry(seq: number, packet: PersistencePacket, payload: PayloadHandle, bytes: number): StoredEntry {
+/** Returns the number that a counter of another type spells (5 for '5'),
+ * or undefined when it spells none. Such a counter matches that number's
+ * entry, because entries are matched by the string forms of their keys. */
+function numberNamedBy(brokerCounter: unknown): number | undefined {
+  if (brokerCounter === undefined || brokerCounter === null) return undefined;
+  const counter = Number(brokerCounter);
+  return `${counter}` === `${brokerCounter}` ? counter : undefined;
+}
+
+/**
+ * Builds the entry for `packet` around its payload block of `bytes` bytes.
+ * Every field is set here, so that all entries share one object shape.
+ */
+export function createEntry(
+  seq: number,
+  packet: PersistencePacket,
+  payload: PayloadHandle,
+  bytes: number,
+  messageId: number | undefined,
+  fallbackKey: string | undefined,
+): StoredEntry {
   return {
     seq,
-    key: entryKey(packet.brokerId, packet.brokerCounter),
+    source: sourceOf(packet.brokerId),
+    fallbackKey,
     cmd: 'publish',
     brokerId: packet.brokerId,
     brokerCounter: packet.brokerCounter,
@@ -60,7 +95,7 @@ export function createEntry(seq: number, packet: PersistencePacket, payload: Pay
     dup: packet.dup ?? false,
     properties: packet.properties,
     messageExpiry: packet.messageExpiry,
-    messageId: packet.messageId,
+    messageId,
     payload,
     bytes,
   };
@@ -75,7 +110,7 @@ export function toPacket(entry: StoredEntry, payloads: PayloadAccess): StoredPac
     brokerId: entry.brokerId,
     brokerCounter: entry.brokerCounter,
     topic: entry.topic,
-    payload: entry.payload === undefined ? Buffer.alloc(0) : payloads.load(entry.payload),
+    payload: entry.payload === undefined ? Buffer.alloc(0) : payloads.load(entry.payload, entry.bytes),
     qos: entry.qos,
     retain: entry.retain,
     dup: entry.dup,
@@ -94,11 +129,22 @@ export class ClientStore {
   /** True once the session expired and its messages were released. */
   expired = false;
 
+  /** Number of the last outgoingEnqueueCombi call that reached this store,
+   * so that a client matched by several subscriptions gets one copy. */
+  stamp = 0;
+
   // Queued entries in arrival order (a Map keeps insertion order and deletes
-  // in O(1)), inflight entries by packet id, and every outgoing entry by key.
+  // in O(1)) and inflight entries by packet id.
   private readonly queued = new Map<number, StoredEntry>();
   private readonly inflight = new Map<number, StoredEntry>();
-  private readonly byKey = new Map<string, StoredEntry>();
+  // Every outgoing entry, by the brokerCounter that names its message: a
+  // number key costs no string per lookup. The entry's source distinguishes
+  // messages of other brokers with the same counter. An entry whose counter
+  // is not a number, or whose counter is taken by another broker's message,
+  // is kept in `fallback` under its entryKey instead. A message is thus
+  // matched as by its entryKey alone, and is kept in one index only.
+  private readonly byCounter = new Map<number, StoredEntry>();
+  private readonly fallback = new Map<string, StoredEntry>();
   private readonly incoming = new Map<number, StoredEntry>();
   private nextSeq = 0;
   private queuedBytes = 0;
@@ -128,17 +174,27 @@ export class ClientStore {
     return this.queuedBytes + this.inflightBytes + this.incomingBytes;
   }
 
-  hasOutgoing(key: string): boolean {
-    return this.byKey.has(key);
+  /** Returns the outgoing entry of the message that brokerId and
+   * brokerCounter name, or undefined when none is kept. */
+  findOutgoing(brokerId: string | undefined, brokerCounter: number | undefined): StoredEntry | undefined {
+    const counter = typeof brokerCounter === 'number' ? brokerCounter : numberNamedBy(brokerCounter);
+    if (counter !== undefined) {
+      const entry = this.byCounter.get(counter);
+      if (entry !== undefined && entry.source === sourceOf(brokerId)) return entry;
+    }
+    return this.fallback.size === 0 ? undefined : this.fallback.get(entryKey(brokerId, brokerCounter));
   }
 
-  /** Appends a new queued message. */
+  /** Appends a new queued message. The caller has checked with
+   * findOutgoing() that no entry exists for the packet. */
   enqueue(packet: PersistencePacket, payload: PayloadHandle, bytes: number): StoredEntry {
-    const entry = createEntry(this.nextSeq++, packet, payload, bytes);
-    entry.messageId = undefined;
+    const counter = packet.brokerCounter;
+    const indexed = typeof counter === 'number' && !this.byCounter.has(counter);
+    const entry = createEntry(this.nextSeq++, packet, payload, bytes, undefined, indexed ? undefined : entryKey(packet.brokerId, counter));
     this.queued.set(entry.seq, entry);
-    this.byKey.set(entry.key, entry);
-    this.queuedBytes += entry.bytes;
+    if (entry.fallbackKey === undefined) this.byCounter.set(counter as number, entry);
+    else this.fallback.set(entry.fallbackKey, entry);
+    this.queuedBytes += bytes;
     return entry;
   }
 
@@ -150,7 +206,7 @@ export class ClientStore {
     if (first.done === true) return undefined;
     const entry = first.value;
     this.queued.delete(entry.seq);
-    this.byKey.delete(entry.key);
+    this.unindex(entry);
     this.queuedBytes -= entry.bytes;
     this.free(entry);
     return entry;
@@ -161,8 +217,8 @@ export class ClientStore {
    * just before writing it. Returns false when the message is not kept (it
    * was dropped, or never stored because it did not fit).
    */
-  markInflight(key: string, messageId: number): boolean {
-    const entry = this.byKey.get(key);
+  markInflight(brokerId: string | undefined, brokerCounter: number | undefined, messageId: number): boolean {
+    const entry = this.findOutgoing(brokerId, brokerCounter);
     if (entry === undefined) return false;
     if (entry.messageId === undefined) {
       this.queued.delete(entry.seq);
@@ -195,7 +251,7 @@ export class ClientStore {
     if (entry === undefined) return undefined;
     const packet = toPacket(entry, this.payloads);
     this.inflight.delete(messageId);
-    this.byKey.delete(entry.key);
+    this.unindex(entry);
     this.inflightBytes -= entry.bytes;
     this.free(entry);
     return packet;
@@ -210,7 +266,8 @@ export class ClientStore {
 
   /** Returns true while `entry` is still kept (not acknowledged, evicted or cleared). */
   holds(entry: StoredEntry): boolean {
-    return this.byKey.get(entry.key) === entry;
+    if (entry.fallbackKey !== undefined) return this.fallback.get(entry.fallbackKey) === entry;
+    return this.byCounter.get(entry.brokerCounter as number) === entry;
   }
 
   /** Stores an inbound QoS 2 message until PUBREL. Replaces (and releases)
@@ -218,8 +275,7 @@ export class ClientStore {
   storeIncoming(packet: PersistencePacket, payload: PayloadHandle, bytes: number): void {
     const messageId = packet.messageId ?? 0;
     this.deleteIncoming(messageId);
-    const entry = createEntry(this.nextSeq++, packet, payload, bytes);
-    entry.messageId = messageId;
+    const entry = createEntry(this.nextSeq++, packet, payload, bytes, messageId, undefined);
     this.incoming.set(messageId, entry);
     this.incomingBytes += entry.bytes;
   }
@@ -246,7 +302,8 @@ export class ClientStore {
     for (const entry of this.inflight.values()) this.free(entry);
     this.queued.clear();
     this.inflight.clear();
-    this.byKey.clear();
+    this.byCounter.clear();
+    this.fallback.clear();
     this.queuedBytes = 0;
     this.inflightBytes = 0;
     return { messages, bytes };
@@ -283,6 +340,12 @@ export class ClientStore {
       evicted: this.evicted,
       disconnected: this.disconnected,
     };
+  }
+
+  // Removes a kept outgoing entry from the index that contains it.
+  private unindex(entry: StoredEntry): void {
+    if (entry.fallbackKey === undefined) this.byCounter.delete(entry.brokerCounter as number);
+    else this.fallback.delete(entry.fallbackKey);
   }
 
   private free(entry: StoredEntry): void {
