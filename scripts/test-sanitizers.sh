@@ -47,7 +47,7 @@ configure_and_build() {
   done
 }
 
-all_tests=(test_allocator test_backend test_errors_tags test_live_table test_registry test_threads)
+all_tests=(test_allocator test_backend test_copy_out test_errors_tags test_live_table test_registry test_threads)
 concurrency_tests=(test_registry test_threads)
 
 # Frame pointers keep the reports' stacks complete at -O1.

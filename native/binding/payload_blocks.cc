@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "allocator_object.h"
+#include "copy_out.h"
 #include "errors.h"
 #include "js_errors.h"
 #include "thread_state.h"
@@ -147,7 +148,7 @@ Napi::Value payload_read(const Napi::CallbackInfo& info) {
     return throw_code(env, MQ_ERR_INVALID_ARGS,
                       "expected a Buffer of " + std::to_string(block->size) + " bytes to copy into");
   }
-  if (block->size != 0) std::memcpy(target, block->data, block->size);
+  if (block->size != 0) copy_out(target, block->data, block->size);
   return env.Undefined();
 }
 

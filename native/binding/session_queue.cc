@@ -4,6 +4,7 @@
 
 #include "allocator_object.h"
 #include "buffers.h"
+#include "copy_out.h"
 #include "errors.h"
 #include "js_errors.h"
 #include "thread_state.h"
@@ -120,7 +121,7 @@ Napi::Value queue_shift(const Napi::CallbackInfo& info) {
     return throw_code(env, MQ_ERR_INVALID_ARGS,
                       "expected a Buffer of " + std::to_string(block.size) + " bytes to copy into");
   }
-  if (copy && block.size != 0) std::memcpy(target, block.data, block.size);
+  if (copy && block.size != 0) copy_out(target, block.data, block.size);
 
   block.allocator->deallocate(block.data, block.usable);
   queue->charged -= block.usable;
