@@ -94,6 +94,10 @@ export class AccountingModel {
   private readonly manager: GlobalSessionManager;
   private readonly sessions: ThreadLocalSessionManager;
   private readonly live: Tracked[] = [];
+  // Dropped buffers not yet freed. They stay reachable from here until the
+  // next collect step, so that a collection the engine starts on its own
+  // between two steps cannot free one behind the model's back.
+  private droppedSinceCollect: Buffer[] = [];
   private readonly current = new Map<string, Generation>();
   private readonly removed: Generation[] = [];
   private readonly cache: AllocatorHandle;
@@ -195,6 +199,7 @@ export class AccountingModel {
       }
     }
     this.live.length = 0;
+    this.droppedSinceCollect = [];
     for (const clientId of this.options.clients) {
       this.sessions.sessionAllocators.cleanupSessionAllocators(clientId);
       this.manager.clearClientMemoryLimit(clientId);
@@ -287,17 +292,24 @@ export class AccountingModel {
   private drop(pick: number): void {
     const held = this.live.filter((entry) => entry.buffer !== null);
     if (held.length === 0) return;
-    held[pick % held.length].buffer = null;
+    const entry = held[pick % held.length];
+    this.droppedSinceCollect.push(entry.buffer as Buffer);
+    entry.buffer = null;
   }
 
   private async collect(): Promise<void> {
+    this.droppedSinceCollect = [];
     await this.options.collect();
     // A dropped buffer that the collector freed is uncharged by its
     // finalizer, which Node runs on a later event-loop turn; one the
     // collector kept (still reachable through the WeakRef) stays charged.
     for (let index = this.live.length - 1; index >= 0; index--) {
       const entry = this.live[index];
-      if (entry.buffer === null && entry.weak.deref() === undefined) this.live.splice(index, 1);
+      if (entry.buffer !== null) continue;
+      const kept = entry.weak.deref();
+      if (kept === undefined) this.live.splice(index, 1);
+      // Kept by this collection: held again until the next collect step.
+      else this.droppedSinceCollect.push(kept);
     }
     // Give the finalizers of collected buffers a bounded number of further
     // collections to run; the check that follows fails if some never do.
