@@ -24,8 +24,8 @@ async function measure({ quick }) {
   const floor = common.externalBufferFloor();
 
   const usage = new Map([[CLIENT, 0]]);
-  const rounds = quick ? 5 : 15;
-  const count = quick ? 20_000 : 50_000;
+  const rounds = quick ? 5 : 31;
+  const count = quick ? 20_000 : 25_000;
   const results = [];
 
   for (const size of common.SIZES) {
@@ -52,6 +52,8 @@ async function measure({ quick }) {
       ours: common.summarize(samples.ours),
       baseline: common.summarize(samples.baseline),
       floor: floor === undefined ? undefined : common.summarize(samples.floor),
+      ratio: common.pairedRatios(samples.ours, samples.baseline),
+      floorRatio: floor === undefined ? undefined : common.pairedRatios(samples.ours, samples.floor),
     });
   }
 

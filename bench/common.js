@@ -40,6 +40,16 @@ function summarize(values) {
   };
 }
 
+/**
+ * Summary of the per-round ratios a[i] / b[i] of two interleaved samples.
+ * Both variants of a round ran seconds apart, so a burst of load from
+ * elsewhere on a shared machine mostly slows both, and the round's ratio
+ * survives it where a ratio of the two overall medians would not.
+ */
+function pairedRatios(a, b) {
+  return summarize(a.map((value, round) => value / b[round]));
+}
+
 // ---- timing ----
 
 /**
@@ -198,6 +208,7 @@ module.exports = {
   SIZES,
   quantile,
   summarize,
+  pairedRatios,
   timeBatched,
   interleave,
   runChild,

@@ -21,8 +21,8 @@ async function measure({ quick }) {
 
   const held = [];
   const counters = new Map([[CLIENT, 0]]);
-  const rounds = quick ? 5 : 15;
-  const count = quick ? 8_000 : 40_000;
+  const rounds = quick ? 5 : 31;
+  const count = quick ? 8_000 : 20_000;
   const results = [];
 
   for (const size of common.SIZES) {
@@ -46,7 +46,12 @@ async function measure({ quick }) {
       },
     };
     const samples = await common.interleave(variants, { rounds, count });
-    results.push({ size, ours: common.summarize(samples.ours), baseline: common.summarize(samples.baseline) });
+    results.push({
+      size,
+      ours: common.summarize(samples.ours),
+      baseline: common.summarize(samples.baseline),
+      ratio: common.pairedRatios(samples.ours, samples.baseline),
+    });
   }
 
   if (queue.length !== 0 || manager.getGlobalMemoryUsage() !== 0) {

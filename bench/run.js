@@ -41,8 +41,9 @@ function caseRows(results) {
       rows.push({
         name: 'alloc-release', size: x.size, backend,
         ours_ns: x.ours.median, baseline_ns: x.baseline.median, floor_ns: floor,
-        ratio: ratio(x.ours.median, x.baseline.median), floor_ratio: ratio(x.ours.median, floor),
+        ratio: x.ratio.median, floor_ratio: x.floorRatio?.median,
         ours_spread: x.ours, baseline_spread: x.baseline, floor_spread: x.floor,
+        ratio_spread: x.ratio, floor_ratio_spread: x.floorRatio,
       });
     }
   }
@@ -51,8 +52,8 @@ function caseRows(results) {
       rows.push({
         name: 'queue', size: x.size, backend,
         ours_ns: x.ours.median, baseline_ns: x.baseline.median,
-        ratio: ratio(x.ours.median, x.baseline.median),
-        ours_spread: x.ours, baseline_spread: x.baseline,
+        ratio: x.ratio.median,
+        ours_spread: x.ours, baseline_spread: x.baseline, ratio_spread: x.ratio,
       });
     }
   }
@@ -121,7 +122,10 @@ function report(meta, results, rows, targetList) {
       `${meta.machine.os}; Node ${meta.machine.node}; tcmalloc: ${tcVersion}.`,
     '',
     'Figures are medians over interleaved rounds with the spread (min–max) in brackets;',
-    'bench/results/latest.json has the quartiles too. Each memory backend is measured in',
+    'bench/results/latest.json has the quartiles too. Ratios of ours to a reference are the',
+    'median of the per-round ratios, each taken between runs seconds apart, so that a burst',
+    'of load from elsewhere on the machine slows both sides of a ratio alike; the spread of',
+    'those ratios is given with them. Each memory backend is measured in',
     'a process of its own (`MQTT_ALLOCATOR_BACKEND=tcmalloc` or `system`), since the backend',
     'is fixed when the addon loads.',
     '',
@@ -148,7 +152,8 @@ function report(meta, results, rows, targetList) {
     ['size', 'backend', 'ours (ns)', 'baseline (ns)', 'floor (ns)', 'ours / baseline', 'ours / floor'],
     rows.filter((r) => r.name === 'alloc-release').map((r) => [
       formatSize(r.size), r.backend, spread(r.ours_spread), spread(r.baseline_spread),
-      r.floor_spread ? spread(r.floor_spread) : '–', fmt(r.ratio, 2), fmt(r.floor_ratio, 2),
+      r.floor_spread ? spread(r.floor_spread) : '–', spread(r.ratio_spread, 2),
+      r.floor_ratio_spread ? spread(r.floor_ratio_spread, 2) : '–',
     ]),
     ['r', 'l', 'r', 'r', 'r', 'r', 'r'],
   ), '');
@@ -165,7 +170,7 @@ function report(meta, results, rows, targetList) {
   out.push(table(
     ['size', 'backend', 'ours (ns)', 'baseline (ns)', 'ours / baseline'],
     rows.filter((r) => r.name === 'queue').map((r) => [
-      formatSize(r.size), r.backend, spread(r.ours_spread), spread(r.baseline_spread), fmt(r.ratio, 2),
+      formatSize(r.size), r.backend, spread(r.ours_spread), spread(r.baseline_spread), spread(r.ratio_spread, 2),
     ]),
     ['r', 'l', 'r', 'r', 'r'],
   ), '');
