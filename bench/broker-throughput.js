@@ -117,7 +117,7 @@ async function closeClients({ publisher, subscribers }) {
 async function run({ quick }) {
   const backend = 'tcmalloc';
   const messages = quick ? 1_000 : 5_000;
-  const rounds = quick ? 3 : 9;
+  const rounds = quick ? 3 : 15;
   const variants = ['stock', 'bounded'];
   const brokers = {};
   const clients = {};
@@ -144,6 +144,7 @@ async function run({ quick }) {
     subscribers: SUBSCRIBERS,
     stock: common.summarize(samples.stock),
     bounded: common.summarize(samples.bounded),
+    ratio: common.pairedRatios(samples.bounded, samples.stock),
     brokers: brokerReports,
   };
 }

@@ -28,10 +28,6 @@ function spread(summary, digits = 0) {
   return `${fmt(summary.median, digits)} (${fmt(summary.min, digits)}–${fmt(summary.max, digits)})`;
 }
 
-function ratio(a, b) {
-  return a !== undefined && b !== undefined ? a / b : undefined;
-}
-
 /** Builds the "cases" array of latest.json. */
 function caseRows(results) {
   const rows = [];
@@ -60,7 +56,7 @@ function caseRows(results) {
   const b = results['broker-throughput'];
   rows.push({
     name: 'broker-throughput', size: 1024, backend: b.backend, unit: 'messages/s',
-    ours: b.bounded.median, baseline: b.stock.median, ratio: ratio(b.bounded.median, b.stock.median),
+    ours: b.bounded.median, baseline: b.stock.median, ratio: b.ratio.median, ratio_spread: b.ratio,
     ours_spread: b.bounded, baseline_spread: b.stock,
   });
   return rows;
@@ -195,7 +191,7 @@ function report(meta, results, rows, targetList) {
       ['Aedes + createBoundedPersistence', b.backend, spread(b.bounded), fmt(b.brokers.bounded.dropped)],
     ],
     ['l', 'l', 'r', 'r'],
-  ), '', `bounded / stock: ${fmt(broker.ratio, 2)}.`, '');
+  ), '', `bounded / stock: ${spread(broker.ratio_spread, 2)}.`, '');
 
   out.push('## Churn: 1,000 clients, accounting drift and RSS', '');
   const anyChurn = Object.values(results.churn)[0];

@@ -148,3 +148,27 @@ export async function settleGarbage(): Promise<void> {
 export async function endClient(client: MqttClient): Promise<void> {
   if (client.connected || client.reconnecting) await client.endAsync();
 }
+
+/** The clients one test connects, ended together after it. */
+export class TestClients {
+  private readonly open: TestClient[] = [];
+
+  async connect(url: string, clientId: string, options: IClientOptions = {}): Promise<TestClient> {
+    const connected = await connectClient(url, clientId, options);
+    this.open.push(connected);
+    return connected;
+  }
+
+  /** Subscribes a persistent client to `topics` and disconnects it, leaving
+   * its session offline on `broker`. */
+  async leaveOffline(broker: TestBroker, clientId: string, topics: string | string[], qos: 1 | 2 = 1): Promise<void> {
+    const subscriber = await this.connect(broker.url, clientId, { clean: false });
+    await subscriber.client.subscribeAsync(topics, { qos });
+    await subscriber.client.endAsync();
+    await waitFor(() => broker.persistence!.clientStats(clientId)?.connected === false, 'the subscriber to go offline');
+  }
+
+  async endAll(): Promise<void> {
+    for (const { client } of this.open.splice(0)) await endClient(client);
+  }
+}

@@ -8,13 +8,13 @@ import type { DropEvent, PersistencePacket } from '../../lib/aedes';
 import {
   connectClient,
   delay,
-  endClient,
   indexedPayload,
   manager,
   publishMany,
   startBroker,
   TestBroker,
   TestClient,
+  TestClients,
   uniqueId,
   usageOf,
   waitFor,
@@ -24,20 +24,15 @@ const silent = pino({ level: 'silent' });
 const SIZE = 1024;
 
 let testBroker: TestBroker | undefined;
-const clients: TestClient[] = [];
+const clients = new TestClients();
 
 async function connect(clientId: string, options: Parameters<typeof connectClient>[2] = {}): Promise<TestClient> {
-  const connected = await connectClient(testBroker!.url, clientId, options);
-  clients.push(connected);
-  return connected;
+  return clients.connect(testBroker!.url, clientId, options);
 }
 
-/** Subscribes a persistent client to `topics` and disconnects it, leaving its session offline. */
+/** Leaves a persistent client subscribed and offline on the current broker. */
 async function leaveOffline(clientId: string, topics: string[]): Promise<void> {
-  const subscriber = await connect(clientId, { clean: false });
-  await subscriber.client.subscribeAsync(topics, { qos: 1 });
-  await subscriber.client.endAsync();
-  await waitFor(() => testBroker!.persistence!.clientStats(clientId)?.connected === false, 'the subscriber to go offline');
+  await clients.leaveOffline(testBroker!, clientId, topics);
 }
 
 /** Builds a QoS 1 packet named as another broker of a cluster names it. */
@@ -46,7 +41,7 @@ function peerPacket(topic: string, brokerId: string | undefined, brokerCounter: 
 }
 
 afterEach(async () => {
-  for (const { client } of clients.splice(0)) await endClient(client);
+  await clients.endAll();
   await testBroker?.close();
   testBroker = undefined;
 });

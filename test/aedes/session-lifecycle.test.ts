@@ -9,7 +9,6 @@ import type { DropEvent, ExpiredEvent } from '../../lib/aedes';
 import {
   connectClient,
   delay,
-  endClient,
   indexedPayload,
   manager,
   publishMany,
@@ -17,6 +16,7 @@ import {
   startBroker,
   TestBroker,
   TestClient,
+  TestClients,
   uniqueId,
   usageOf,
   waitFor,
@@ -25,24 +25,19 @@ import {
 const silent = pino({ level: 'silent' });
 
 let testBroker: TestBroker | undefined;
-const clients: TestClient[] = [];
+const clients = new TestClients();
 
 async function connect(clientId: string, options: Parameters<typeof connectClient>[2] = {}): Promise<TestClient> {
-  const connected = await connectClient(testBroker!.url, clientId, options);
-  clients.push(connected);
-  return connected;
+  return clients.connect(testBroker!.url, clientId, options);
 }
 
-/** Subscribes a persistent client and disconnects it, leaving its session offline. */
+/** Leaves a persistent client subscribed and offline on the current broker. */
 async function leaveOffline(clientId: string, topic: string, qos: 1 | 2 = 1): Promise<void> {
-  const subscriber = await connect(clientId, { clean: false });
-  await subscriber.client.subscribeAsync(topic, { qos });
-  await subscriber.client.endAsync();
-  await waitFor(() => testBroker!.persistence!.clientStats(clientId)?.connected === false, 'the subscriber to go offline');
+  await clients.leaveOffline(testBroker!, clientId, topic, qos);
 }
 
 afterEach(async () => {
-  for (const { client } of clients.splice(0)) await endClient(client);
+  await clients.endAll();
   await testBroker?.close();
   testBroker = undefined;
 });
@@ -273,7 +268,7 @@ test('broker close releases everything', async () => {
   await publishMany(publisher.client, topic, 30, 1024, 1);
   expect(usageOf(subscriberId)).toBe(30 * 1024);
 
-  for (const { client } of clients.splice(0)) await endClient(client);
+  await clients.endAll();
   await testBroker.close();
   testBroker = undefined;
   expect(usageOf(subscriberId)).toBe(0);
