@@ -274,3 +274,28 @@ test('broker close releases everything', async () => {
   expect(usageOf(subscriberId)).toBe(0);
   expect(sessions.getMemoryStatistics().liveBuffers).toBe(baselineBuffers);
 });
+
+test('ack event carries the payload', async () => {
+  testBroker = await startBroker({ logger: silent, expiryInterval: 3600 });
+  const subscriberId = uniqueId('acked');
+  const topic = `acked/${subscriberId}`;
+  const acked: Array<{ clientId: string | undefined; payload: Buffer }> = [];
+  const subscriber = await connect(subscriberId, { clean: false });
+  await subscriber.client.subscribeAsync(topic, { qos: 1 });
+  const publisher = await connect(uniqueId('acked-pub'), { clean: true });
+
+  // Without a listener the stored copy is released all the same.
+  await publishMany(publisher.client, topic, 2, 512, 1);
+  await waitFor(() => subscriber.received.length >= 2 && usageOf(subscriberId) === 0, 'the first acks');
+
+  testBroker.broker.on('ack', (packet, client) => {
+    if (packet !== undefined && 'payload' in packet) acked.push({ clientId: client?.id, payload: Buffer.from(packet.payload) });
+  });
+  await publishMany(publisher.client, topic, 3, 512, 1);
+  await waitFor(() => acked.length >= 3, 'the ack events');
+
+  expect(acked.map((entry) => entry.clientId)).toEqual([subscriberId, subscriberId, subscriberId]);
+  expect(acked.map((entry) => entry.payload.length)).toEqual([512, 512, 512]);
+  expect(acked.map((entry) => entry.payload.readUInt32BE(0))).toEqual([0, 1, 2]);
+  expect(usageOf(subscriberId)).toBe(0);
+});
