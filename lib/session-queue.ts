@@ -7,7 +7,7 @@ import { invalidArgument, MqttAllocatorError } from './errors';
 import { native, NativeAllocatorToken, NativeQueueHandle, threadAllocator } from './native';
 import { outputBuffer } from './output-pool';
 import type { SessionAllocatorSet } from './session-allocator-manager';
-import { assertBytes } from './validate';
+import { assertBytes, assertCount } from './validate';
 
 export type OverflowPolicy = 'reject' | 'drop-oldest';
 
@@ -61,7 +61,7 @@ export class SessionQueue extends EventEmitter<SessionQueueEvents> {
       throw invalidArgument('overflow', options.overflow, "'reject' or 'drop-oldest'");
     }
     if (options.maxBytes !== undefined) assertBytes('maxBytes', options.maxBytes);
-    if (options.maxMessages !== undefined) assertBytes('maxMessages', options.maxMessages);
+    if (options.maxMessages !== undefined) assertCount('maxMessages', options.maxMessages, 'messages');
     this.maxBytes = options.maxBytes ?? 0;
     this.maxMessages = options.maxMessages ?? 0;
     this.overflow = options.overflow;

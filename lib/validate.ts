@@ -7,8 +7,13 @@ export const MAX_CLIENT_ID_BYTES = 65535;
 
 /** Throws unless `value` is a byte count: a non-negative safe integer. */
 export function assertBytes(name: string, value: unknown): asserts value is number {
+  assertCount(name, value, 'bytes');
+}
+
+/** Throws unless `value` is a non-negative safe integer count of `unit`. */
+export function assertCount(name: string, value: unknown, unit: string): asserts value is number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw invalidArgument(name, value, 'a non-negative safe integer number of bytes');
+    throw invalidArgument(name, value, `a non-negative safe integer number of ${unit}`);
   }
 }
 

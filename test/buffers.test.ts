@@ -233,6 +233,34 @@ describe('release', () => {
 });
 
 describe('release rejected', () => {
+  test.each([
+    ['a subarray', (buffer: Buffer) => buffer.subarray(100, 200)],
+    ['a tail view', (buffer: Buffer) => Buffer.from(buffer.buffer, 8, buffer.length - 8)],
+  ])('%s of a live buffer frees nothing', (_name, makeView) => {
+    const buffer = sessions.allocate(CLIENT, 4096);
+    const usage = clientUsage();
+
+    const error = thrown(() => sessions.release(makeView(buffer) as Buffer));
+
+    expect(error.code).toBe('MQ_ERR_INVALID_ARGS');
+    expect(error.message).toContain('the Buffer has 4096 bytes');
+    expect(clientUsage()).toBe(usage);
+    expect(buffer.length).toBe(4096);
+    expect(sessions.isSessionBuffer(makeView(buffer))).toBe(false);
+    expect(sessions.isSessionBuffer(buffer)).toBe(true);
+    sessions.release(buffer);
+  });
+
+  test('a full-length view releases the buffer', () => {
+    const buffer = sessions.allocate(CLIENT, 256);
+    const usage = clientUsage();
+
+    sessions.release(Buffer.from(buffer.buffer, buffer.byteOffset, buffer.length));
+
+    expect(buffer.length).toBe(0);
+    expect(clientUsage()).toBeLessThan(usage);
+  });
+
   test('twice throws MQ_ERR_INVALID_ARGS', () => {
     const buffer = sessions.allocate(CLIENT, 64);
     sessions.release(buffer);

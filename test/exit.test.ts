@@ -62,11 +62,14 @@ const worker = new Worker(\`
   sessions.registerSession('exit-busy-client', { expiryInterval: 3600, memoryLimit: 200000 });
   const kept = [];
   parentPort.postMessage('ready');
+  // Runs until the process ends, near the limit. When either allocation is
+  // refused, the oldest block is released to make room.
   for (;;) {
-    kept.push(sessions.allocate('exit-busy-client', 100));
+    const small = sessions.tryAllocate('exit-busy-client', 100);
+    if (small !== undefined) kept.push(small);
     const extra = sessions.tryAllocate('exit-busy-client', 1000);
-    if (extra === undefined || kept.length > 1000) sessions.release(kept.shift());
-    else kept.push(extra);
+    if (extra !== undefined) kept.push(extra);
+    if (small === undefined || extra === undefined || kept.length > 1000) sessions.release(kept.shift());
   }
 \`, { eval: true, workerData: process.argv[1] });
 `;

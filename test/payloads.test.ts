@@ -78,7 +78,8 @@ describe('store, load and free', () => {
     const error = thrown(() => sessions.loadPayload(handle, 4));
 
     expect(error.code).toBe('MQ_ERR_INVALID_ARGS');
-    expect(error.message).toContain('5 bytes');
+    expect(error.message).toContain('the payload has 5 bytes');
+    expect(error.message).toContain('(got 4)');
     expect(thrown(() => sessions.loadPayload(handle, -1)).code).toBe('MQ_ERR_INVALID_ARGS');
     expect(sessions.getSessionMemoryUsage(clientId)).toBe(usage);
     expect(sessions.loadPayload(handle).toString()).toBe('sized');
@@ -102,7 +103,9 @@ describe('store, load and free', () => {
 
   test('unknown handles rejected', () => {
     for (const handle of [0, -1, 1.5, Number.NaN, 2 ** 52]) {
-      expect(thrown(() => sessions.loadPayload(handle)).code).toBe('MQ_ERR_INVALID_ARGS');
+      const error = thrown(() => sessions.loadPayload(handle));
+      expect(error.code).toBe('MQ_ERR_INVALID_ARGS');
+      expect(error.message).toContain(`payload handle ${handle} is not live`);
     }
     expect(thrown(() => sessions.freePayload('1' as unknown as number)).code).toBe('MQ_ERR_INVALID_ARGS');
   });

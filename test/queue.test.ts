@@ -1,7 +1,7 @@
 // SessionQueue: bounds, overflow policies, copies out, and limits of the
 // client's allocators.
 import { GlobalSessionManager, SessionQueue } from '../lib';
-import { settle } from './helpers/memory';
+import { settle, thrown } from './helpers/memory';
 
 const manager = GlobalSessionManager.instance();
 const sessions = manager.getThreadManager();
@@ -187,6 +187,13 @@ describe('clear', () => {
 });
 
 describe("overflow 'reject'", () => {
+  test('invalid maxMessages named as a message count', () => {
+    const error = thrown(() => sessions.createSessionQueue(client(), { overflow: 'reject', maxMessages: -1 }));
+    expect(error.code).toBe('MQ_ERR_INVALID_ARGS');
+    expect(error.message).toContain('maxMessages');
+    expect(error.message).toContain('number of messages');
+  });
+
   test('maxMessages rejects the next payload', () => {
     const queue = sessions.createSessionQueue(client(), { overflow: 'reject', maxMessages: 2 });
     queue.push(payload('a'));

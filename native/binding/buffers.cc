@@ -1,5 +1,6 @@
 #include "buffers.h"
 
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 
@@ -30,7 +31,7 @@ void unref_record(BufferRecord* record) {
   record->owners -= 1;
   if (record->owners != 0) return;
 
-  // A spare record keeps its share of the thread state; teardown deletes
+  // A spare record keeps its share of the thread state. Teardown deletes
   // the spares, which ends that cycle.
   record->allocator.reset();
   ThreadState& thread = *record->thread;
@@ -55,7 +56,7 @@ static BufferRecord* new_record(const std::shared_ptr<ThreadState>& state) {
   }
   BufferRecord* record = state->spare_records.back();
   state->spare_records.pop_back();
-  // Spares have often left the cache by the time they are reused; fetching
+  // Spares have often left the cache by the time they are reused. Fetching
   // the next one now hides that wait behind the rest of this allocation.
   if (!state->spare_records.empty()) __builtin_prefetch(state->spare_records.back(), 1);
   record->released = false;
@@ -103,6 +104,7 @@ Napi::Value allocate_buffer(Napi::Env env, const std::shared_ptr<MQTTAllocator>&
   record->allocator = allocator;
   record->data = data;
   record->usable = usable;
+  record->length = size;
   record->cache = cache;
 
   // A zero-length external Buffer has no data pointer to find it by again, so
@@ -132,6 +134,11 @@ Napi::Value allocate_buffer(Napi::Env env, const std::shared_ptr<MQTTAllocator>&
 // Finds the live record behind `value`, or throws and returns nullptr. The
 // block starts at the view's data pointer minus its byte offset. A detached
 // view has no data pointer.
+// The Buffer length of a live record, or SIZE_MAX for none.
+static size_t record_length(const BufferRecord* record) {
+  return record == nullptr ? SIZE_MAX : record->length;
+}
+
 static BufferRecord* find_record(Napi::Env env, napi_value value, napi_value* arraybuffer,
                                  bool throw_if_missing) {
   // napi_get_typedarray_info refuses anything but a typed array.
@@ -151,7 +158,19 @@ static BufferRecord* find_record(Napi::Env env, napi_value value, napi_value* ar
   if (!detached) {
     void* data = static_cast<char*>(view_data) - offset;
     BufferRecord* record = state->live.find(data);
-    if (record != nullptr) return record;
+    bool whole = type == napi_uint8_array && offset == 0 && length == record_length(record);
+    if (record != nullptr && whole) return record;
+    if (record != nullptr) {
+      // Releasing detaches the whole block, so a view of part of it, or one
+      // of another element type, must not stand for the Buffer itself.
+      if (throw_if_missing) {
+        throw_code(env, MQ_ERR_INVALID_ARGS,
+                   "expected the whole Buffer that allocate returned, got a view of it (byteOffset " +
+                       std::to_string(offset) + ", " + std::to_string(length) + " elements; the Buffer has " +
+                       std::to_string(record->length) + " bytes)");
+      }
+      return nullptr;
+    }
   }
 
   if (throw_if_missing) {

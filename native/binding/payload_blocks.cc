@@ -1,7 +1,9 @@
 #include "payload_blocks.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <string>
 
 #include "allocator_object.h"
 #include "copy_out.h"
@@ -77,6 +79,15 @@ bool read_handle(const Napi::CallbackInfo& info, double& handle) {
   return false;
 }
 
+// Throws for a handle that names no live payload of this thread.
+Napi::Value throw_not_live(Napi::Env env, double handle) {
+  // JavaScript's spelling of the number, for the message.
+  char text[32] = "NaN";
+  if (!std::isnan(handle)) std::snprintf(text, sizeof(text), "%.17g", handle);
+  return throw_code(env, MQ_ERR_INVALID_ARGS, std::string("payload handle ") + text +
+                                                  " is not live (freed already, never stored, or from another thread)");
+}
+
 // payloadStore(token, payload): copies the payload into a new block of the
 // allocator. Returns its handle, or 0 when a limit refused it (reported like
 // any refused allocation).
@@ -127,7 +138,7 @@ Napi::Value payload_size(const Napi::CallbackInfo& info) {
   if (!read_handle(info, handle)) return Napi::Value();
 
   PayloadBlocks::Block* block = thread_state(env)->payloads.find(handle);
-  if (block == nullptr) return throw_code(env, MQ_ERR_INVALID_ARGS, "the payload handle is not live");
+  if (block == nullptr) return throw_not_live(env, handle);
   return Napi::Number::New(env, static_cast<double>(block->size));
 }
 
@@ -139,14 +150,15 @@ Napi::Value payload_read(const Napi::CallbackInfo& info) {
   if (!read_handle(info, handle)) return Napi::Value();
 
   PayloadBlocks::Block* block = thread_state(env)->payloads.find(handle);
-  if (block == nullptr) return throw_code(env, MQ_ERR_INVALID_ARGS, "the payload handle is not live");
+  if (block == nullptr) return throw_not_live(env, handle);
   void* target = nullptr;
   size_t length = 0;
   napi_typedarray_type type;
   if (napi_get_typedarray_info(env, info[1], &type, &length, &target, nullptr, nullptr) != napi_ok ||
       type != napi_uint8_array || length != block->size) {
     return throw_code(env, MQ_ERR_INVALID_ARGS,
-                      "expected a Buffer of " + std::to_string(block->size) + " bytes to copy into");
+                      "the payload has " + std::to_string(block->size) + " bytes, so the target must be a Buffer of " +
+                          std::to_string(block->size) + " bytes (got " + std::to_string(length) + ")");
   }
   if (block->size != 0) copy_out(target, block->data, block->size);
   return env.Undefined();
@@ -159,9 +171,7 @@ Napi::Value payload_free(const Napi::CallbackInfo& info) {
   double handle = 0;
   if (!read_handle(info, handle)) return Napi::Value();
 
-  if (!thread_state(env)->payloads.free(handle)) {
-    return throw_code(env, MQ_ERR_INVALID_ARGS, "the payload handle is not live (freed already, or from another thread)");
-  }
+  if (!thread_state(env)->payloads.free(handle)) return throw_not_live(env, handle);
   return env.Undefined();
 }
 

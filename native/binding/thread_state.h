@@ -30,6 +30,7 @@ struct BufferRecord {
   std::shared_ptr<ThreadState> thread;
   void* data = nullptr;
   size_t usable = 0;
+  size_t length = 0;  // bytes of the Buffer handed out (0 for an empty one)
   bool released = false;
   bool cache = false;  // allocated from the message cache
   int owners = 2;
