@@ -129,6 +129,16 @@ function runChild(script, { backend, args = [], execArgv = [], timeoutMs = 600_0
   });
 }
 
+/** Runs `script` once per memory backend, each in a process of its own, and
+ * returns the results by backend name. */
+async function runPerBackend(script, { quick }) {
+  const byBackend = {};
+  for (const backend of BACKENDS) {
+    byBackend[backend] = await runChild(script, { backend, args: quick ? ['--quick'] : [] });
+  }
+  return byBackend;
+}
+
 /**
  * Runs the child side of runChild: calls `measure(options)` and sends its
  * value to the parent, or prints it as JSON when there is no parent.
@@ -215,6 +225,7 @@ module.exports = {
   timeBatched,
   interleave,
   runChild,
+  runPerBackend,
   childMain,
   loadPackage,
   externalBufferFloor,

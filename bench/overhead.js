@@ -6,11 +6,11 @@
 // the Buffer object, the backing-store record, the release record of the
 // addon and the block's share of the allocator's own bookkeeping. The RSS
 // figure is split into the V8 heap's resident pages and the rest (native).
-// Two references are measured the same way: the floor, the addon's
-// externalBufferFloor(size, true), which is an external Buffer over a
-// malloc'd block with no accounting (what Node itself spends on any
-// external Buffer), and Buffer.allocUnsafeSlow (one unpooled backing store
-// per Buffer). Ours less the floor is what this package adds per buffer.
+// Two references are measured the same way. The floor is the addon's
+// externalBufferFloor(size, true): an external Buffer over a malloc'd block
+// with no accounting, which is what Node itself spends on any external
+// Buffer. Buffer.allocUnsafeSlow has one unpooled backing store per Buffer.
+// Ours less the floor is what this package adds per buffer.
 // Needs --expose-gc.
 'use strict';
 const v8 = require('node:v8');

@@ -61,12 +61,8 @@ async function measure({ quick }) {
 }
 
 /** Measures every backend, each in its own process. */
-async function run({ quick }) {
-  const byBackend = {};
-  for (const backend of common.BACKENDS) {
-    byBackend[backend] = await common.runChild(__filename, { backend, args: quick ? ['--quick'] : [] });
-  }
-  return byBackend;
+async function run(options) {
+  return common.runPerBackend(__filename, options);
 }
 
 module.exports = { run };

@@ -153,8 +153,8 @@ export interface NativeAddon {
 }
 
 // The addon's exports object is built property by property and ends up in
-// V8's slow dictionary mode; a copy has fast properties, which matters
-// for the calls made per message.
+// V8's slow dictionary mode. A copy has fast properties, which speeds up
+// the calls made per message.
 export const native = { ...(nodeGypBuild(path.join(__dirname, '..')) as NativeAddon) };
 
 /** This thread's allocator, registered under the global root on first load. */

@@ -6,11 +6,11 @@
 // payloads under 4 KiB, and its 8 KiB pool still makes a new one every few
 // payloads. Here payloads are cut from larger shared slabs instead, the way
 // Node pools small Buffers. A slab is sized for SLAB_PAYLOADS payloads like
-// the one that opened it, and a payload is cut from a slab at most
-// 2 * SLAB_PAYLOADS times its own size (or MIN_SLAB, whichever is larger),
-// so a payload kept alive keeps at most that much memory reachable. Each
-// part of a slab is handed out once and never reused, so no two Buffers
-// ever share bytes.
+// the one that opened it. A payload is only cut from a slab of at most
+// 2 * SLAB_PAYLOADS times its own size (or MIN_SLAB, if larger), so a
+// payload kept alive keeps at most that much memory reachable. Each part of
+// a slab is handed out once and never reused, so no two Buffers ever share
+// bytes.
 
 import { Buffer } from 'node:buffer';
 

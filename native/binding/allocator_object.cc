@@ -13,7 +13,7 @@ namespace mqsa {
 constexpr double kMaxSafeInteger = 9007199254740991.0;
 
 bool read_size(Napi::Env env, Napi::Value value, const char* what, size_t& out) {
-  // napi_get_value_double refuses anything but a number, without coercion.
+  // napi_get_value_double rejects anything but a number, without coercion.
   double number = 0;
   if (napi_get_value_double(env, value, &number) == napi_ok && number >= 0 &&
       number <= kMaxSafeInteger && std::floor(number) == number) {

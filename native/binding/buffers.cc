@@ -82,23 +82,13 @@ Napi::Value allocate_buffer(Napi::Env env, const std::shared_ptr<MQTTAllocator>&
   ErrorContext context;
   int rc = allocator->allocate(size, data, usable, &context.refusal);
   if (rc == MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED) {
-    context.has_refusal = true;
-    context.requested = size;
-    context.client_id = owning_client_id(allocator.get());
-    report_limit_exceeded(env, context);
+    report_refusal(env, context, *allocator, size);
     if (env.IsExceptionPending() || !throw_on_limit) return env.Undefined();
     std::string detail = "allocation of " + std::to_string(size) + " bytes from allocator '" +
                          allocator->id() + "' refused";
     return throw_code(env, rc, detail, &context);
   }
-  if (rc == MQ_ERR_ALLOCATOR_NOT_FOUND) {
-    return throw_code(env, rc, "allocator '" + allocator->id() +
-                                   "' was removed from the hierarchy and cannot allocate");
-  }
-  if (rc != MQ_SUCCESS) {
-    return throw_code(env, rc, "the memory backend could not allocate " +
-                                   std::to_string(size) + " bytes");
-  }
+  if (rc != MQ_SUCCESS) return throw_allocation_failure(env, rc, *allocator, size);
 
   BufferRecord* record = new_record(state);
   record->allocator = allocator;
@@ -141,7 +131,7 @@ static size_t record_length(const BufferRecord* record) {
 
 static BufferRecord* find_record(Napi::Env env, napi_value value, napi_value* arraybuffer,
                                  bool throw_if_missing) {
-  // napi_get_typedarray_info refuses anything but a typed array.
+  // napi_get_typedarray_info rejects anything but a typed array.
   napi_typedarray_type type;
   size_t length = 0;
   void* view_data = nullptr;

@@ -58,4 +58,19 @@ void report_limit_exceeded(Napi::Env env, const ErrorContext& context) {
   state->on_limit_exceeded.Call({context_object(env, &context)});
 }
 
+void report_refusal(Napi::Env env, ErrorContext& context, const MQTTAllocator& allocator, size_t size) {
+  context.has_refusal = true;
+  context.requested = size;
+  context.client_id = owning_client_id(&allocator);
+  report_limit_exceeded(env, context);
+}
+
+Napi::Value throw_allocation_failure(Napi::Env env, int code, const MQTTAllocator& allocator, size_t size) {
+  if (code == MQ_ERR_ALLOCATOR_NOT_FOUND) {
+    return throw_code(env, code, "allocator '" + allocator.id() +
+                                     "' was removed from the hierarchy and cannot allocate");
+  }
+  return throw_code(env, code, "the memory backend could not allocate " + std::to_string(size) + " bytes");
+}
+
 }  // namespace mqsa

@@ -31,4 +31,13 @@ void report_limit_exceeded(Napi::Env env, const ErrorContext& context);
 // or an empty string.
 std::string owning_client_id(const MQTTAllocator* allocator);
 
+// Completes `context` for a request of `size` bytes that a limit on the
+// path of `allocator` rejected, then reports it like report_limit_exceeded.
+void report_refusal(Napi::Env env, ErrorContext& context, const MQTTAllocator& allocator, size_t size);
+
+// Throws the error for an allocation of `size` bytes from `allocator` that
+// failed with `code`, other than a refusal by a limit. Returns an empty
+// value for the caller to return.
+Napi::Value throw_allocation_failure(Napi::Env env, int code, const MQTTAllocator& allocator, size_t size);
+
 }  // namespace mqsa

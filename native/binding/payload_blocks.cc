@@ -70,10 +70,35 @@ void PayloadBlocks::free_all() {
   free_slots_.clear();
 }
 
+CopyResult copy_payload_in(Napi::Env env, napi_value payload, const std::shared_ptr<MQTTAllocator>& allocator,
+                           void*& data, size_t& size, size_t& usable) {
+  void* source = nullptr;
+  napi_typedarray_type type;
+  if (napi_get_typedarray_info(env, payload, &type, &size, &source, nullptr, nullptr) != napi_ok ||
+      type != napi_uint8_array) {
+    throw_code(env, MQ_ERR_INVALID_ARGS, "expected a Buffer or Uint8Array payload");
+    return CopyResult::kFailed;
+  }
+
+  ErrorContext context;
+  int rc = allocator->allocate(size, data, usable, &context.refusal);
+  if (rc == MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED) {
+    report_refusal(env, context, *allocator, size);
+    return CopyResult::kRefused;
+  }
+  if (rc != MQ_SUCCESS) {
+    throw_allocation_failure(env, rc, *allocator, size);
+    return CopyResult::kFailed;
+  }
+
+  if (size != 0) std::memcpy(data, source, size);
+  return CopyResult::kStored;
+}
+
 namespace {
 
 bool read_handle(const Napi::CallbackInfo& info, double& handle) {
-  // napi_get_value_double refuses anything but a number, without coercion.
+  // napi_get_value_double rejects anything but a number, without coercion.
   if (napi_get_value_double(info.Env(), info[0], &handle) == napi_ok) return true;
   throw_code(info.Env(), MQ_ERR_INVALID_ARGS, "expected a payload handle (a number)");
   return false;
@@ -97,36 +122,11 @@ Napi::Value payload_store(const Napi::CallbackInfo& info) {
   if (token == nullptr) return Napi::Value();
   const std::shared_ptr<MQTTAllocator>& allocator = *token;
 
-  void* source = nullptr;
-  size_t size = 0;
-  napi_typedarray_type type;
-  if (napi_get_typedarray_info(env, info[1], &type, &size, &source, nullptr, nullptr) != napi_ok ||
-      type != napi_uint8_array) {
-    return throw_code(env, MQ_ERR_INVALID_ARGS, "expected a Buffer or Uint8Array payload");
-  }
-
   PayloadBlocks::Block block;
-  size_t usable = 0;
-  ErrorContext context;
-  int rc = allocator->allocate(size, block.data, usable, &context.refusal);
-  if (rc == MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED) {
-    context.has_refusal = true;
-    context.requested = size;
-    context.client_id = owning_client_id(allocator.get());
-    report_limit_exceeded(env, context);
-    return Napi::Number::New(env, 0);
-  }
-  if (rc == MQ_ERR_ALLOCATOR_NOT_FOUND) {
-    return throw_code(env, rc, "allocator '" + allocator->id() +
-                                   "' was removed from the hierarchy and cannot allocate");
-  }
-  if (rc != MQ_SUCCESS) {
-    return throw_code(env, rc, "the memory backend could not allocate " + std::to_string(size) + " bytes");
-  }
+  CopyResult result = copy_payload_in(env, info[1], allocator, block.data, block.size, block.usable);
+  if (result == CopyResult::kRefused) return Napi::Number::New(env, 0);
+  if (result == CopyResult::kFailed) return Napi::Value();
 
-  if (size != 0) std::memcpy(block.data, source, size);
-  block.size = size;
-  block.usable = usable;
   block.allocator = allocator;
   return Napi::Number::New(env, thread_state(env)->payloads.add(std::move(block)));
 }

@@ -48,6 +48,16 @@ class PayloadBlocks {
   std::vector<uint32_t> free_slots_;
 };
 
+// Outcome of copy_payload_in.
+enum class CopyResult { kStored, kRefused, kFailed };
+
+// Copies the Uint8Array `payload` into a new block of `allocator`, setting
+// `data`, `size` (payload bytes) and `usable` (bytes charged). A refusal by
+// a limit is reported like any refused allocation and gives kRefused. Any
+// other failure throws and gives kFailed.
+CopyResult copy_payload_in(Napi::Env env, napi_value payload, const std::shared_ptr<MQTTAllocator>& allocator,
+                           void*& data, size_t& size, size_t& usable);
+
 // Adds payloadStore, payloadRead and payloadFree to `exports`.
 void export_payload_functions(Napi::Env env, Napi::Object exports);
 

@@ -7,6 +7,7 @@
 #include "copy_out.h"
 #include "errors.h"
 #include "js_errors.h"
+#include "payload_blocks.h"
 #include "thread_state.h"
 
 namespace mqsa {
@@ -64,34 +65,11 @@ Napi::Value queue_push(const Napi::CallbackInfo& info) {
   if (token == nullptr) return Napi::Value();
   const std::shared_ptr<MQTTAllocator>& allocator = *token;
 
-  void* source = nullptr;
-  size_t size = 0;
-  napi_typedarray_type type;
-  if (napi_get_typedarray_info(env, info[2], &type, &size, &source, nullptr, nullptr) != napi_ok ||
-      type != napi_uint8_array) {
-    return throw_code(env, MQ_ERR_INVALID_ARGS, "expected a Buffer or Uint8Array payload");
-  }
-
   QueuedBlock block;
-  ErrorContext context;
-  int rc = allocator->allocate(size, block.data, block.usable, &context.refusal);
-  if (rc == MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED) {
-    context.has_refusal = true;
-    context.requested = size;
-    context.client_id = owning_client_id(allocator.get());
-    report_limit_exceeded(env, context);
-    return Napi::Number::New(env, 0);
-  }
-  if (rc == MQ_ERR_ALLOCATOR_NOT_FOUND) {
-    return throw_code(env, rc, "allocator '" + allocator->id() +
-                                   "' was removed from the hierarchy and cannot allocate");
-  }
-  if (rc != MQ_SUCCESS) {
-    return throw_code(env, rc, "the memory backend could not allocate " + std::to_string(size) + " bytes");
-  }
+  CopyResult result = copy_payload_in(env, info[2], allocator, block.data, block.size, block.usable);
+  if (result == CopyResult::kRefused) return Napi::Number::New(env, 0);
+  if (result == CopyResult::kFailed) return Napi::Value();
 
-  if (size != 0) std::memcpy(block.data, source, size);
-  block.size = size;
   block.allocator = allocator;
   queue->charged += block.usable;
   queue->blocks.push_back(std::move(block));

@@ -70,7 +70,7 @@ int free_record(BufferRecord* record);
 // its thread, or is deleted once the thread is torn down.
 void unref_record(BufferRecord* record);
 
-// Deletes the thread's spare records; runs when its environment ends.
+// Deletes the thread's spare records. Runs when its environment ends.
 void delete_spare_records(ThreadState& state);
 
 }  // namespace mqsa

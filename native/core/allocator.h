@@ -38,7 +38,7 @@ struct AllocatorStats {
 };
 
 // Returns a number that identifies the calling OS thread for the life of the
-// process; never 0.
+// process. It is never 0.
 uint64_t calling_thread_id();
 
 class MQTTAllocator : public std::enable_shared_from_this<MQTTAllocator> {
@@ -59,7 +59,7 @@ class MQTTAllocator : public std::enable_shared_from_this<MQTTAllocator> {
 
   // Like create_child, for a child confined to the thread `owner` (a
   // calling_thread_id()). Blocks of a confined node and of everything below
-  // it are allocated and freed on that thread only: allocate() refuses
+  // it are allocated and freed on that thread only: allocate() rejects
   // other threads with MQ_ERR_ALLOCATOR_HIERARCHY. In exchange its counters
   // are updated without locked instructions. The children of a confined
   // node are confined to the same thread.

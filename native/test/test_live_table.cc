@@ -97,14 +97,14 @@ TEST(live_table_grows_and_shrinks) {
 
 TEST(live_table_unknown_and_null_keys) {
   LiveTable table;
-  int here = 0;
-  table.insert(&here, value_for(&here));
+  int inserted = 0;
+  table.insert(&inserted, value_for(&inserted));
   CHECK(table.find(nullptr) == nullptr);
   int elsewhere = 0;
   CHECK(table.find(&elsewhere) == nullptr);
   table.erase(&elsewhere);
   CHECK_EQ(table.size(), 1u);
-  CHECK(table.find(&here) == value_for(&here));
+  CHECK(table.find(&inserted) == value_for(&inserted));
 }
 
 TEST_MAIN()

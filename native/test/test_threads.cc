@@ -223,20 +223,20 @@ TEST(threads_confined_subtrees_share_root_limit) {
         return;
       }
       std::mt19937 random(static_cast<unsigned>(i));
-      std::vector<Block> held;
+      std::vector<Block> live_blocks;
       for (int n = 0; n < iterations; ++n) {
-        if (held.size() < 6 && random() % 2 == 0) {
+        if (live_blocks.size() < 6 && random() % 2 == 0) {
           Block block{nullptr, 0};
           int rc = own->allocate(512 + random() % 2048, block.ptr, block.usable, nullptr);
-          if (rc == MQ_SUCCESS) held.push_back(block);
+          if (rc == MQ_SUCCESS) live_blocks.push_back(block);
           else if (rc != MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED) failures.fetch_add(1);
-        } else if (!held.empty()) {
-          own->deallocate(held.back().ptr, held.back().usable);
-          held.pop_back();
+        } else if (!live_blocks.empty()) {
+          own->deallocate(live_blocks.back().ptr, live_blocks.back().usable);
+          live_blocks.pop_back();
         }
         if (root->usage() > limit) over_limit = true;
       }
-      for (const Block& block : held) own->deallocate(block.ptr, block.usable);
+      for (const Block& block : live_blocks) own->deallocate(block.ptr, block.usable);
       if (own->usage() != 0 || own->stats().live_blocks != 0) failures.fetch_add(1);
     });
   }

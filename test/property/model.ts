@@ -306,10 +306,13 @@ export class AccountingModel {
     for (let index = this.live.length - 1; index >= 0; index--) {
       const entry = this.live[index];
       if (entry.buffer !== null) continue;
-      const kept = entry.weak.deref();
-      if (kept === undefined) this.live.splice(index, 1);
-      // Kept by this collection: held again until the next collect step.
-      else this.droppedSinceCollect.push(kept);
+      const survivor = entry.weak.deref();
+      if (survivor === undefined) {
+        this.live.splice(index, 1);
+      } else {
+        // Not freed by this collection: reachable again until the next one.
+        this.droppedSinceCollect.push(survivor);
+      }
     }
     // Give the finalizers of collected buffers a bounded number of further
     // collections to run; the check that follows fails if some never do.
