@@ -67,7 +67,9 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
 
 tcmalloc_present=0
-if { ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null | grep -q 'libtcmalloc_minimal\.so\.4 '; then
+# grep reads the whole list: with -q it would exit at the first match, and
+# under pipefail the SIGPIPE that ldconfig then gets would make the check false.
+if { ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null | grep 'libtcmalloc_minimal\.so\.4 ' >/dev/null; then
   tcmalloc_present=1
 fi
 

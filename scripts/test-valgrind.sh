@@ -45,7 +45,9 @@ memcheck=(valgrind --tool=memcheck --leak-check=full --fair-sched=yes
 
 # The tcmalloc pass needs the library the backend loads at run time.
 tcmalloc_present=0
-if { ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null | grep -q 'libtcmalloc_minimal\.so\.4 '; then
+# grep reads the whole list: with -q it would exit at the first match, and
+# under pipefail the SIGPIPE that ldconfig then gets would make the check false.
+if { ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null | grep 'libtcmalloc_minimal\.so\.4 ' >/dev/null; then
   tcmalloc_present=1
 fi
 
