@@ -180,8 +180,12 @@ void MQTTAllocator::uncharge(size_t bytes) {
 
 int MQTTAllocator::allocate(size_t size, void*& out, size_t& usable,
                             LimitRefusal* refusal) {
+  return allocate(size, out, usable, refusal, this_thread_counters());
+}
+
+int MQTTAllocator::allocate(size_t size, void*& out, size_t& usable, LimitRefusal* refusal,
+                            ThreadCounters& counters) {
   if (detached()) return MQ_ERR_ALLOCATOR_NOT_FOUND;
-  ThreadCounters& counters = this_thread_counters();
   bool confined = owner_ != 0;
   if (confined && owner_ != counters.thread_id()) return MQ_ERR_ALLOCATOR_HIERARCHY;
 
@@ -214,9 +218,11 @@ int MQTTAllocator::allocate(size_t size, void*& out, size_t& usable,
     }
   }
 
-  // deallocate() uncharges the backend's usable size; keep the two equal
-  // even if the prediction was off.
-  size_t actual = backend.usable_size(ptr);
+  // deallocate(ptr) uncharges the backend's usable size; keep the two equal
+  // even if the prediction was off. Without a prediction, the charge already
+  // is the usable size.
+  bool checked = predicted == 0 || backend.prediction_exact();
+  size_t actual = checked ? charged : backend.usable_size(ptr);
   if (actual != charged) {
     uncharge(charged);
     if (!charge(actual, refusal)) {
@@ -242,9 +248,12 @@ int MQTTAllocator::deallocate(void* ptr) {
 }
 
 int MQTTAllocator::deallocate(void* ptr, size_t usable) {
+  return deallocate(ptr, usable, this_thread_counters());
+}
+
+int MQTTAllocator::deallocate(void* ptr, size_t usable, ThreadCounters& counters) {
   if (ptr == nullptr) return MQ_ERR_INVALID_ARGS;
 
-  ThreadCounters& counters = this_thread_counters();
   Backend::instance().release(ptr, counters);
   uncharge(usable);
   bool confined = owner_ != 0;

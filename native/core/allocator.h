@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "tags.h"
+#include "thread_counters.h"
 
 namespace mqsa {
 
@@ -85,6 +86,11 @@ class MQTTAllocator : public std::enable_shared_from_this<MQTTAllocator> {
   // that a confined node allocates only on its own thread.
   int allocate(size_t size, void*& out, size_t& usable, LimitRefusal* refusal);
 
+  // The same, for a caller that holds the calling thread's counters
+  // (this_thread_counters()), which saves looking them up.
+  int allocate(size_t size, void*& out, size_t& usable, LimitRefusal* refusal,
+               ThreadCounters& counters);
+
   // Frees a block returned by allocate() on this node and uncharges it. The
   // size comes from the backend. The caller guarantees that `ptr` came from
   // this node and is freed once, on the node's thread if it is confined.
@@ -93,6 +99,9 @@ class MQTTAllocator : public std::enable_shared_from_this<MQTTAllocator> {
   // Like deallocate(ptr), for a caller that kept the usable size that
   // allocate() reported, which saves asking the backend again.
   int deallocate(void* ptr, size_t usable);
+
+  // The same, with the calling thread's counters.
+  int deallocate(void* ptr, size_t usable, ThreadCounters& counters);
 
   // Sets the limit. Lowering it below the current usage frees nothing, but
   // new allocations fail until usage drops below it.

@@ -29,16 +29,10 @@ const char kSystemLibrary[] = "libtcmalloc_minimal.so.4";
 
 }  // namespace
 
-Backend& Backend::instance() {
-  // Constructed once, never destroyed: blocks may still be freed by
-  // finalizers that run while the process exits.
-  static Backend* backend = new Backend();
-  return *backend;
-}
-
 Backend::Backend() {
   const char* setting = std::getenv("MQTT_ALLOCATOR_BACKEND");
   resolve(setting != nullptr ? setting : "auto");
+  check_prediction();
 }
 
 int Backend::select(const std::string& requested) {
@@ -48,7 +42,19 @@ int Backend::select(const std::string& requested) {
   std::lock_guard<std::mutex> lock(g_select_mutex);
   if (counter_total(kCounterLiveBlocks) != 0) return MQ_ERR_ALLOCATOR;
   resolve(requested);
+  check_prediction();
   return MQ_SUCCESS;
+}
+
+void Backend::check_prediction() {
+  prediction_exact_ = false;
+  if (nallocx_fn_ == nullptr) return;
+
+  // Not counted as a live block: no allocation can run concurrently here.
+  void* probe = malloc_fn_(1);
+  if (probe == nullptr) return;
+  prediction_exact_ = usable_size_fn_(probe) == nallocx_fn_(1, 0);
+  free_fn_(probe);
 }
 
 void Backend::use_system(const std::string& source, const std::string& reason) {
@@ -173,7 +179,7 @@ void Backend::resolve(const std::string& requested) {
   // load (missing library, or "cannot allocate memory in static TLS block")
   // falls through to the system allocator.
   Dl_info self;
-  if (dladdr(reinterpret_cast<void*>(&Backend::instance), &self) != 0 &&
+  if (dladdr(reinterpret_cast<void*>(&system_usable_size), &self) != 0 &&
       self.dli_fname != nullptr) {
     std::string dir = self.dli_fname;
     size_t slash = dir.rfind('/');

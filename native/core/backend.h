@@ -43,7 +43,13 @@ class Backend {
   // MQTT_ALLOCATOR_BACKEND=system|tcmalloc, then tcmalloc already in the
   // process (LD_PRELOAD), then tcmalloc linked into the addon, then the
   // system's libtcmalloc_minimal.so.4, then the system allocator.
-  static Backend& instance();
+  // Inline, since every allocation and free asks for it. Constructed once,
+  // never destroyed: blocks may still be freed by finalizers that run while
+  // the process exits.
+  static Backend& instance() {
+    static Backend* backend = new Backend();
+    return *backend;
+  }
 
   // Resolves the backend again with `requested` ("system", "tcmalloc" or
   // "auto") as if it were the environment setting. Allowed only while no
@@ -79,6 +85,12 @@ class Backend {
     return nallocx_fn_ != nullptr ? nallocx_fn_(size == 0 ? 1 : size, 0) : 0;
   }
 
+  // True when predicted_size() is always the usable size that allocate()
+  // then reserves, so that callers need not ask for it. tcmalloc's nallocx
+  // is exact, unless a tool such as valgrind replaced tcmalloc's malloc and
+  // left nallocx; select() checks which with one probe block.
+  bool prediction_exact() const { return prediction_exact_; }
+
   const BackendInfo& info() const { return info_; }
   BackendHeapStats heap_stats() const;
 
@@ -89,6 +101,7 @@ class Backend {
  private:
   Backend();
   void resolve(const std::string& requested);
+  void check_prediction();
   void use_system(const std::string& source, const std::string& reason);
   bool use_tcmalloc_symbols(void* handle, const std::string& source);
   // Defined only in builds that link tcmalloc (MQSA_STATIC_TCMALLOC).
@@ -107,6 +120,7 @@ class Backend {
   NallocxFn nallocx_fn_ = nullptr;
   PropertyFn property_fn_ = nullptr;
   ReleaseFreeMemoryFn release_free_memory_fn_ = nullptr;
+  bool prediction_exact_ = false;
   BackendInfo info_;
 };
 

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "backend.h"
 #include "check.h"
@@ -181,7 +182,13 @@ TEST(backend_predicted_size_matches_usable) {
   CHECK(backend.info().kind == BackendKind::kTcmalloc);
   if (tcmalloc_malloc_replaced(backend)) return;
 
-  const size_t sizes[] = {1, 100, 1000, 40000};
+  CHECK(backend.prediction_exact());
+  // Every small size class, then large blocks around page and span sizes.
+  std::vector<size_t> sizes;
+  for (size_t size = 0; size <= 300 * 1024; size += size < 4096 ? 1 : 97) sizes.push_back(size);
+  for (size_t size : {size_t{1} << 20, (size_t{1} << 20) + 1, size_t{3} << 20, (size_t{8} << 20) - 5}) {
+    sizes.push_back(size);
+  }
   for (size_t size : sizes) {
     void* ptr = backend.allocate(size);
     CHECK(ptr != nullptr);
@@ -190,6 +197,12 @@ TEST(backend_predicted_size_matches_usable) {
     CHECK_EQ(backend.predicted_size(size), backend.usable_size(ptr));
     backend.release(ptr);
   }
+}
+
+TEST(backend_prediction_not_exact_for_system) {
+  Backend& backend = Backend::instance();
+  CHECK_EQ(backend.select("system"), MQ_SUCCESS);
+  CHECK(!backend.prediction_exact());
 }
 
 TEST_MAIN()
