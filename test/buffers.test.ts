@@ -234,16 +234,21 @@ describe('release', () => {
 
 describe('release rejected', () => {
   test.each([
-    ['a subarray', (buffer: Buffer) => buffer.subarray(100, 200)],
-    ['a tail view', (buffer: Buffer) => Buffer.from(buffer.buffer, 8, buffer.length - 8)],
-  ])('%s of a live buffer frees nothing', (_name, makeView) => {
+    ['a subarray', (buffer: Buffer) => buffer.subarray(100, 200), 'the Buffer has 4096 bytes'],
+    ['a tail view', (buffer: Buffer) => Buffer.from(buffer.buffer, 8, buffer.length - 8), 'the Buffer has 4096 bytes'],
+    [
+      'a Uint16Array over all of it',
+      (buffer: Buffer) => new Uint16Array(buffer.buffer, buffer.byteOffset, buffer.length / 2),
+      'expected a Buffer allocated by this package',
+    ],
+  ])('%s of a live buffer frees nothing', (_name, makeView, message) => {
     const buffer = sessions.allocate(CLIENT, 4096);
     const usage = clientUsage();
 
     const error = thrown(() => sessions.release(makeView(buffer) as Buffer));
 
     expect(error.code).toBe('MQ_ERR_INVALID_ARGS');
-    expect(error.message).toContain('the Buffer has 4096 bytes');
+    expect(error.message).toContain(message);
     expect(clientUsage()).toBe(usage);
     expect(buffer.length).toBe(4096);
     expect(sessions.isSessionBuffer(makeView(buffer))).toBe(false);
@@ -256,6 +261,16 @@ describe('release rejected', () => {
     const usage = clientUsage();
 
     sessions.release(Buffer.from(buffer.buffer, buffer.byteOffset, buffer.length));
+
+    expect(buffer.length).toBe(0);
+    expect(clientUsage()).toBeLessThan(usage);
+  });
+
+  test('a full-length view with one-byte elements of another type releases the buffer', () => {
+    const buffer = sessions.allocate(CLIENT, 256);
+    const usage = clientUsage();
+
+    sessions.release(new Int8Array(buffer.buffer, buffer.byteOffset, buffer.length) as unknown as Buffer);
 
     expect(buffer.length).toBe(0);
     expect(clientUsage()).toBeLessThan(usage);

@@ -29,7 +29,7 @@ static void teardown_thread(void* arg) {
   ThreadState& thread = **state;
   release_all_buffers(thread);
   for (NativeQueue* queue : thread.queues) queue->clear();
-  thread.payloads.free_all();
+  thread.payloads.free_all(*thread.counters);
   if (thread.initialized) SessionRegistry::instance().unregister_thread(thread.thread_key);
   thread.initialized = false;
   thread.torn_down = true;
@@ -72,6 +72,7 @@ static Napi::Array memory_tag_list(Napi::Env env) {
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   auto* state = new std::shared_ptr<ThreadState>(std::make_shared<ThreadState>());
+  (*state)->counters = &this_thread_counters();
   env.SetInstanceData<std::shared_ptr<ThreadState>, finalize_instance_data>(state);
   napi_add_env_cleanup_hook(env, teardown_thread, state);
 

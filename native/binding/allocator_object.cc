@@ -97,21 +97,29 @@ Napi::Value allocator_token(const Napi::CallbackInfo& info) {
   return AllocatorObject::token(info.Env(), allocator);
 }
 
-Napi::Value allocate_from(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  // Each argument is read with one Node-API call that also checks its type:
-  // this is the hot path of every session buffer.
-  const std::shared_ptr<MQTTAllocator>* token = read_token(env, info[0]);
-  if (token == nullptr) return Napi::Value();
+// The hot path of every session buffer, so a plain Node-API callback
+// without node-addon-api's per-call wrapper, and each argument is read with
+// one Node-API call that also checks its type.
+napi_value allocate_from(napi_env raw_env, napi_callback_info info) {
+  // Missing arguments read as undefined.
+  size_t argc = 3;
+  napi_value argv[3];
+  void* data = nullptr;
+  napi_get_cb_info(raw_env, info, &argc, argv, nullptr, &data);
+  Napi::Env env(raw_env);
+  std::shared_ptr<ThreadState>& state = *static_cast<std::shared_ptr<ThreadState>*>(data);
+
+  const std::shared_ptr<MQTTAllocator>* token = read_token(env, argv[0]);
+  if (token == nullptr) return nullptr;
   const std::shared_ptr<MQTTAllocator>& allocator = *token;
   size_t size = 0;
-  if (!read_size(env, info[1], "size", size)) return Napi::Value();
+  if (!read_size(env, Napi::Value(env, argv[1]), "size", size)) return nullptr;
   // Read without coercion, as in AllocatorObject::allocate: anything but
   // false throws on a refusal.
   bool throw_on_limit = true;
-  if (napi_get_value_bool(env, info[2], &throw_on_limit) != napi_ok) throw_on_limit = true;
+  if (napi_get_value_bool(env, argv[2], &throw_on_limit) != napi_ok) throw_on_limit = true;
   bool cache = allocator->tag() == MEM_TAG_MESSAGE_CACHE;
-  return allocate_buffer(env, allocator, size, throw_on_limit, cache);
+  return allocate_buffer(env, state, allocator, size, throw_on_limit, cache);
 }
 
 AllocatorObject::AllocatorObject(const Napi::CallbackInfo& info)

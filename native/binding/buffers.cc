@@ -22,7 +22,7 @@ int free_record(BufferRecord* record) {
   record->released = true;
   if (record->cache) record->thread->cache_bytes -= record->usable;
   record->thread->live.erase(record->data);
-  int rc = record->allocator->deallocate(record->data, record->usable);
+  int rc = record->allocator->deallocate(record->data, record->usable, *record->thread->counters);
   unref_record(record);
   return rc;
 }
@@ -31,14 +31,21 @@ void unref_record(BufferRecord* record) {
   record->owners -= 1;
   if (record->owners != 0) return;
 
-  // A spare record keeps its share of the thread state. Teardown deletes
-  // the spares, which ends that cycle.
-  record->allocator.reset();
+  // A spare record keeps its share of the thread state, and its allocator:
+  // reused for the same allocator, it then needs no atomic reference-count
+  // update. Teardown deletes the spares, which ends the cycle with the
+  // state, and release_removed_allocators lets go of removed allocators.
   ThreadState& thread = *record->thread;
   if (!thread.torn_down && thread.spare_records.size() < kMaxSpareRecords) {
     thread.spare_records.push_back(record);
   } else {
     delete record;
+  }
+}
+
+void release_removed_allocators(ThreadState& state) {
+  for (BufferRecord* record : state.spare_records) {
+    if (record->allocator && record->allocator->detached()) record->allocator.reset();
   }
 }
 
@@ -76,11 +83,16 @@ static void finalize_buffer(napi_env /*env*/, void* /*data*/, void* hint) {
 
 Napi::Value allocate_buffer(Napi::Env env, const std::shared_ptr<MQTTAllocator>& allocator,
                             size_t size, bool throw_on_limit, bool cache) {
-  std::shared_ptr<ThreadState>& state = thread_state(env);
+  return allocate_buffer(env, thread_state(env), allocator, size, throw_on_limit, cache);
+}
+
+Napi::Value allocate_buffer(Napi::Env env, std::shared_ptr<ThreadState>& state,
+                            const std::shared_ptr<MQTTAllocator>& allocator, size_t size,
+                            bool throw_on_limit, bool cache) {
   void* data = nullptr;
   size_t usable = 0;
   ErrorContext context;
-  int rc = allocator->allocate(size, data, usable, &context.refusal);
+  int rc = allocator->allocate(size, data, usable, &context.refusal, *state->counters);
   if (rc == MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED) {
     report_refusal(env, context, *allocator, size);
     if (env.IsExceptionPending() || !throw_on_limit) return env.Undefined();
@@ -96,6 +108,9 @@ Napi::Value allocate_buffer(Napi::Env env, const std::shared_ptr<MQTTAllocator>&
   record->usable = usable;
   record->length = size;
   record->cache = cache;
+  // Entered before Node creates the Buffer, while the table is still in the
+  // cache; taken out again if that fails.
+  state->live.insert(data, record);
 
   // A zero-length external Buffer has no data pointer to find it by again, so
   // an empty allocation is returned as a one-byte ArrayBuffer, which the
@@ -108,7 +123,8 @@ Napi::Value allocate_buffer(Napi::Env env, const std::shared_ptr<MQTTAllocator>&
     // NOTE: runtimes with the V8 sandbox (Electron 21 and later) refuse
     // external buffers (napi_no_external_buffers_allowed); this package
     // does not support them yet.
-    allocator->deallocate(data, usable);
+    state->live.erase(data);
+    allocator->deallocate(data, usable, *state->counters);
     unref_record(record);
     unref_record(record);
     return throw_code(env, MQ_ERR_ALLOCATOR,
@@ -116,7 +132,6 @@ Napi::Value allocate_buffer(Napi::Env env, const std::shared_ptr<MQTTAllocator>&
                           std::to_string(static_cast<int>(status)) + ")");
   }
 
-  state->live.insert(data, record);
   if (cache) state->cache_bytes += usable;
   return Napi::Value(env, buffer);
 }
@@ -129,14 +144,15 @@ static size_t record_length(const BufferRecord* record) {
   return record == nullptr ? SIZE_MAX : record->length;
 }
 
-static BufferRecord* find_record(Napi::Env env, napi_value value, napi_value* arraybuffer,
-                                 bool throw_if_missing) {
-  // napi_get_typedarray_info rejects anything but a typed array.
-  napi_typedarray_type type;
+static BufferRecord* find_record(Napi::Env env, ThreadState& state, napi_value value,
+                                 napi_value* arraybuffer, bool throw_if_missing) {
+  // napi_get_typedarray_info rejects anything but a typed array. The element
+  // type is not asked for, which saves a lookup: a view at offset 0 with as
+  // many elements as the Buffer has bytes can only have one-byte elements.
   size_t length = 0;
   void* view_data = nullptr;
   size_t offset = 0;
-  if (napi_get_typedarray_info(env, value, &type, &length, &view_data, arraybuffer, &offset) != napi_ok) {
+  if (napi_get_typedarray_info(env, value, nullptr, &length, &view_data, arraybuffer, &offset) != napi_ok) {
     if (throw_if_missing) {
       throw_code(env, MQ_ERR_INVALID_ARGS, "expected a Buffer from this package");
     }
@@ -144,15 +160,14 @@ static BufferRecord* find_record(Napi::Env env, napi_value value, napi_value* ar
   }
 
   bool detached = view_data == nullptr;
-  std::shared_ptr<ThreadState>& state = thread_state(env);
   if (!detached) {
     void* data = static_cast<char*>(view_data) - offset;
-    BufferRecord* record = state->live.find(data);
-    bool whole = type == napi_uint8_array && offset == 0 && length == record_length(record);
+    BufferRecord* record = state.live.find(data);
+    bool whole = offset == 0 && length == record_length(record);
     if (record != nullptr && whole) return record;
     if (record != nullptr) {
-      // Releasing detaches the whole block, so a view of part of it, or one
-      // of another element type, must not stand for the Buffer itself.
+      // Releasing detaches the whole block, so a view of part of it must not
+      // stand for the Buffer itself.
       if (throw_if_missing) {
         throw_code(env, MQ_ERR_INVALID_ARGS,
                    "expected the whole Buffer that allocate returned, got a view of it (byteOffset " +
@@ -174,11 +189,19 @@ static BufferRecord* find_record(Napi::Env env, napi_value value, napi_value* ar
   return nullptr;
 }
 
-Napi::Value release_buffer(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
+// A plain Node-API callback, like allocate_from: it runs once per buffer.
+napi_value release_buffer(napi_env raw_env, napi_callback_info info) {
+  // A missing argument reads as undefined.
+  size_t argc = 1;
+  napi_value buffer = nullptr;
+  void* data = nullptr;
+  napi_get_cb_info(raw_env, info, &argc, &buffer, nullptr, &data);
+  Napi::Env env(raw_env);
+  ThreadState& state = **static_cast<std::shared_ptr<ThreadState>*>(data);
+
   napi_value arraybuffer = nullptr;
-  BufferRecord* record = find_record(env, info[0], &arraybuffer, true);
-  if (record == nullptr) return Napi::Value();
+  BufferRecord* record = find_record(env, state, buffer, &arraybuffer, true);
+  if (record == nullptr) return nullptr;
 
   // Detach first: from here on no JavaScript view can reach the block.
   napi_status status = napi_detach_arraybuffer(env, arraybuffer);
@@ -187,13 +210,13 @@ Napi::Value release_buffer(const Napi::CallbackInfo& info) {
   }
   int rc = free_record(record);
   if (rc != MQ_SUCCESS) return throw_code(env, rc, "the block could not be freed");
-  return env.Undefined();
+  return nullptr;
 }
 
 Napi::Value is_session_buffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   napi_value arraybuffer = nullptr;
-  BufferRecord* record = find_record(env, info[0], &arraybuffer, false);
+  BufferRecord* record = find_record(env, *thread_state(env), info[0], &arraybuffer, false);
   return Napi::Boolean::New(env, record != nullptr);
 }
 

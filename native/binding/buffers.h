@@ -16,11 +16,17 @@ struct ThreadState;
 Napi::Value allocate_buffer(Napi::Env env, const std::shared_ptr<MQTTAllocator>& allocator,
                             size_t size, bool throw_on_limit, bool cache);
 
+// The same, with the calling environment's state given.
+Napi::Value allocate_buffer(Napi::Env env, std::shared_ptr<ThreadState>& state,
+                            const std::shared_ptr<MQTTAllocator>& allocator, size_t size,
+                            bool throw_on_limit, bool cache);
+
 // release(buffer): frees the buffer's block now and detaches its
 // ArrayBuffer, so every view on it becomes empty. Throws, freeing nothing,
 // for a buffer that was released already or that this thread did not
-// allocate.
-Napi::Value release_buffer(const Napi::CallbackInfo& info);
+// allocate. The function's data is the environment's state (a pointer to
+// its std::shared_ptr<ThreadState>), which saves looking it up per call.
+napi_value release_buffer(napi_env env, napi_callback_info info);
 
 // isSessionBuffer(buffer): true when the buffer is a live allocation of this
 // thread.

@@ -47,11 +47,11 @@ PayloadBlocks::Block* PayloadBlocks::find(double handle) {
   return slot == nullptr ? nullptr : &slot->block;
 }
 
-bool PayloadBlocks::free(double handle) {
+bool PayloadBlocks::free(double handle, ThreadCounters& counters) {
   Slot* slot = live_slot(handle);
   if (slot == nullptr) return false;
 
-  slot->block.allocator->deallocate(slot->block.data, slot->block.usable);
+  slot->block.allocator->deallocate(slot->block.data, slot->block.usable, counters);
   slot->block = Block();
   slot->used = false;
   slot->generation = (slot->generation + 1) & kGenerationMask;
@@ -59,10 +59,10 @@ bool PayloadBlocks::free(double handle) {
   return true;
 }
 
-void PayloadBlocks::free_all() {
+void PayloadBlocks::free_all(ThreadCounters& counters) {
   for (Slot& slot : slots_) {
     if (!slot.used) continue;
-    slot.block.allocator->deallocate(slot.block.data, slot.block.usable);
+    slot.block.allocator->deallocate(slot.block.data, slot.block.usable, counters);
     slot.block = Block();
     slot.used = false;
   }
@@ -71,7 +71,7 @@ void PayloadBlocks::free_all() {
 }
 
 CopyResult copy_payload_in(Napi::Env env, napi_value payload, const std::shared_ptr<MQTTAllocator>& allocator,
-                           void*& data, size_t& size, size_t& usable) {
+                           ThreadCounters& counters, void*& data, size_t& size, size_t& usable) {
   void* source = nullptr;
   napi_typedarray_type type;
   if (napi_get_typedarray_info(env, payload, &type, &size, &source, nullptr, nullptr) != napi_ok ||
@@ -81,7 +81,7 @@ CopyResult copy_payload_in(Napi::Env env, napi_value payload, const std::shared_
   }
 
   ErrorContext context;
-  int rc = allocator->allocate(size, data, usable, &context.refusal);
+  int rc = allocator->allocate(size, data, usable, &context.refusal, counters);
   if (rc == MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED) {
     report_refusal(env, context, *allocator, size);
     return CopyResult::kRefused;
@@ -122,13 +122,14 @@ Napi::Value payload_store(const Napi::CallbackInfo& info) {
   if (token == nullptr) return Napi::Value();
   const std::shared_ptr<MQTTAllocator>& allocator = *token;
 
+  ThreadState& state = *thread_state(env);
   PayloadBlocks::Block block;
-  CopyResult result = copy_payload_in(env, info[1], allocator, block.data, block.size, block.usable);
+  CopyResult result = copy_payload_in(env, info[1], allocator, *state.counters, block.data, block.size, block.usable);
   if (result == CopyResult::kRefused) return Napi::Number::New(env, 0);
   if (result == CopyResult::kFailed) return Napi::Value();
 
   block.allocator = allocator;
-  return Napi::Number::New(env, thread_state(env)->payloads.add(std::move(block)));
+  return Napi::Number::New(env, state.payloads.add(std::move(block)));
 }
 
 // payloadSize(handle): the payload's size in bytes.
@@ -171,7 +172,8 @@ Napi::Value payload_free(const Napi::CallbackInfo& info) {
   double handle = 0;
   if (!read_handle(info, handle)) return Napi::Value();
 
-  if (!thread_state(env)->payloads.free(handle)) return throw_not_live(env, handle);
+  ThreadState& state = *thread_state(env);
+  if (!state.payloads.free(handle, *state.counters)) return throw_not_live(env, handle);
   return env.Undefined();
 }
 

@@ -30,10 +30,11 @@ class PayloadBlocks {
   double add(Block block);
   // Returns the live block behind `handle`, or null.
   Block* find(double handle);
-  // Frees the block behind `handle`; false when it is not live.
-  bool free(double handle);
+  // Frees the block behind `handle`; false when it is not live. `counters`
+  // are the calling thread's.
+  bool free(double handle, ThreadCounters& counters);
   // Frees every block; runs when the thread's environment ends.
-  void free_all();
+  void free_all(ThreadCounters& counters);
 
  private:
   struct Slot {
@@ -56,7 +57,7 @@ enum class CopyResult { kStored, kRefused, kFailed };
 // a limit is reported like any refused allocation and gives kRefused. Any
 // other failure throws and gives kFailed.
 CopyResult copy_payload_in(Napi::Env env, napi_value payload, const std::shared_ptr<MQTTAllocator>& allocator,
-                           void*& data, size_t& size, size_t& usable);
+                           ThreadCounters& counters, void*& data, size_t& size, size_t& usable);
 
 // Adds payloadStore, payloadRead and payloadFree to `exports`.
 void export_payload_functions(Napi::Env env, Napi::Object exports);

@@ -135,13 +135,16 @@ Napi::Value remove_session(const Napi::CallbackInfo& info) {
   std::string client_id;
   if (!read_string(env, info[0], "clientId", client_id)) return Napi::Value();
 
-  int rc = registry().remove_session(thread_state(env)->thread_key, client_id);
+  ThreadState& state = *thread_state(env);
+  int rc = registry().remove_session(state.thread_key, client_id);
+  release_removed_allocators(state);
   return Napi::Boolean::New(env, rc == MQ_SUCCESS);
 }
 
 Napi::Value cleanup_expired(const Napi::CallbackInfo& info) {
   size_t removed = 0;
   registry().cleanup_expired(removed);
+  release_removed_allocators(*thread_state(info.Env()));
   return number(info.Env(), removed);
 }
 
@@ -430,14 +433,25 @@ void export_registry_functions(Napi::Env env, Napi::Object exports) {
       {"claimBackendNotice", claim_backend_notice},
       {"releaseFreeMemory", release_free_memory},
       {"messageCache", message_cache},
-      {"release", release_buffer},
       {"isSessionBuffer", is_session_buffer},
       {"externalBufferFloor", external_buffer_floor},
-      {"allocateFrom", allocate_from},
       {"allocatorToken", allocator_token},
   };
   for (const Entry& entry : entries) {
     exports.Set(entry.name, Napi::Function::New(env, entry.callback, entry.name));
+  }
+
+  // Plain Node-API callbacks for the calls made once per buffer. Their data
+  // is the environment's state, which lives as long as they can be called.
+  void* state = &thread_state(env);
+  const std::pair<const char*, napi_callback> hot_entries[] = {
+      {"allocateFrom", allocate_from},
+      {"release", release_buffer},
+  };
+  for (const auto& [name, callback] : hot_entries) {
+    napi_value function = nullptr;
+    NAPI_THROW_IF_FAILED_VOID(env, napi_create_function(env, name, NAPI_AUTO_LENGTH, callback, state, &function));
+    exports.Set(name, Napi::Value(env, function));
   }
 }
 

@@ -13,7 +13,7 @@
 namespace mqsa {
 
 void NativeQueue::clear() {
-  for (QueuedBlock& block : blocks) block.allocator->deallocate(block.data, block.usable);
+  for (QueuedBlock& block : blocks) block.allocator->deallocate(block.data, block.usable, *thread->counters);
   blocks.clear();
   charged = 0;
 }
@@ -66,7 +66,8 @@ Napi::Value queue_push(const Napi::CallbackInfo& info) {
   const std::shared_ptr<MQTTAllocator>& allocator = *token;
 
   QueuedBlock block;
-  CopyResult result = copy_payload_in(env, info[2], allocator, block.data, block.size, block.usable);
+  CopyResult result =
+      copy_payload_in(env, info[2], allocator, *queue->thread->counters, block.data, block.size, block.usable);
   if (result == CopyResult::kRefused) return Napi::Number::New(env, 0);
   if (result == CopyResult::kFailed) return Napi::Value();
 
@@ -101,7 +102,7 @@ Napi::Value queue_shift(const Napi::CallbackInfo& info) {
   }
   if (copy && block.size != 0) copy_out(target, block.data, block.size);
 
-  block.allocator->deallocate(block.data, block.usable);
+  block.allocator->deallocate(block.data, block.usable, *queue->thread->counters);
   queue->charged -= block.usable;
   queue->blocks.pop_front();
   return env.Undefined();

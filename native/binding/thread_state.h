@@ -38,6 +38,9 @@ struct BufferRecord {
 
 struct ThreadState {
   uint64_t thread_key = 0;
+  // this_thread_counters() of the environment's thread, kept because a
+  // thread-local lookup from an addon costs a call per use.
+  ThreadCounters* counters = nullptr;
   std::shared_ptr<MQTTAllocator> thread_allocator;
   bool initialized = false;
   bool torn_down = false;
@@ -46,7 +49,8 @@ struct ThreadState {
   LiveTable live;
   // Records whose owners have both let go, kept for the next allocation so
   // that a buffer costs no heap allocation of its own. Each keeps a share of
-  // this state until teardown deletes it.
+  // this state until teardown deletes it, and the allocator it last served
+  // until it serves another or that allocator is removed.
   std::vector<BufferRecord*> spare_records;
   size_t cache_bytes = 0;  // usable bytes of live message-cache blocks
   // Session queues of this thread whose objects are not collected yet.
@@ -69,6 +73,10 @@ int free_record(BufferRecord* record);
 // Drops one owner of `record`. With the last, the record becomes a spare of
 // its thread, or is deleted once the thread is torn down.
 void unref_record(BufferRecord* record);
+
+// Makes the thread's spare records let go of allocators that were removed
+// from the hierarchy, so that spares never keep one alive for long.
+void release_removed_allocators(ThreadState& state);
 
 // Deletes the thread's spare records. Runs when its environment ends.
 void delete_spare_records(ThreadState& state);
