@@ -14,10 +14,15 @@ export function toBuffer(result: Buffer | ArrayBuffer): Buffer {
 
 /** Frees a buffer of this package now; throws, freeing nothing, for anything else. */
 export function releaseBuffer(buffer: Buffer): void {
-  if (!(buffer instanceof Uint8Array)) {
-    throw invalidArgument('buffer', buffer, 'a Buffer allocated by this package');
+  try {
+    native.release(buffer);
+  } catch (error) {
+    // Checked only after the addon refused: this runs once per buffer.
+    if (!(buffer instanceof Uint8Array)) {
+      throw invalidArgument('buffer', buffer, 'a Buffer allocated by this package');
+    }
+    throw error;
   }
-  native.release(buffer);
 }
 
 /** Resolves a tag given by name ('SESSION_QUEUE') or value (7). */
