@@ -109,7 +109,7 @@ export class SessionQueue extends EventEmitter<SessionQueueEvents> {
 
   /** Removes the oldest payload and returns a copy the caller owns; its queue
    * memory is freed and uncharged at once. Like Buffer.allocUnsafe, the copy
-   * may be a view of a larger shared ArrayBuffer: for payloads under 1 MiB,
+   * may be a view of a larger shared ArrayBuffer: for payloads up to 32 KiB,
    * one of at most 64 times the payload or 8 KiB. Copy it again to keep it
    * for long. */
   shift(): Buffer | undefined {

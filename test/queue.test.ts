@@ -91,6 +91,26 @@ describe('push and shift', () => {
     expect(sessions.isSessionBuffer(queue.shift())).toBe(false);
   });
 
+  test.each([1, 100, 1024, 4096, 16 * 1024, 32 * 1024, 32 * 1024 + 8, 64 * 1024, 300 * 1024])(
+    'a shifted payload of %i bytes keeps at most 64 times its size or 8 KiB reachable',
+    (size) => {
+      const queue = sessions.createSessionQueue(client(), { overflow: 'reject' });
+      for (let i = 0; i < 3; i++) queue.push(Buffer.alloc(size, 65 + i));
+      const items = [queue.shift(), queue.shift(), queue.shift()] as Buffer[];
+
+      for (const [i, item] of items.entries()) {
+        expect(item.length).toBe(size);
+        expect(item.buffer.byteLength).toBeLessThanOrEqual(Math.max(64 * size, 8 * 1024));
+        if (size > 32 * 1024) expect(item.buffer.byteLength).toBe(size);
+        expect(item.every((byte) => byte === 65 + i)).toBe(true);
+      }
+      // Parts of one slab never overlap.
+      items[0].fill(0);
+      expect(items[1].every((byte) => byte === 66)).toBe(true);
+      expect(items[2].every((byte) => byte === 67)).toBe(true);
+    },
+  );
+
   test('shifted Buffer outlives clear()', () => {
     const queue = sessions.createSessionQueue(client(), { overflow: 'reject' });
     queue.push(Buffer.from('keep me'));
