@@ -113,30 +113,53 @@ describe('registerSession', () => {
 });
 
 describe('unregisterSession and expiry', () => {
-  test('expiry 0 is removed by the next cleanup', () => {
+  test('expiry 0 ends the session at once', () => {
     const clientId = fresh();
     register(clientId, { expiryInterval: 0 });
+    const buffer = sessions.allocate(clientId, 100);
+    const usage = manager.getGlobalMemoryUsage();
+
     sessions.unregisterSession(clientId);
-    manager.cleanupExpiredAllocators();
+
+    expect(sessions.hasSession(clientId)).toBe(false);
+    expect(manager.getClientMemoryUsage().has(clientId)).toBe(false);
+    expect(thrown(() => sessions.allocate(clientId, 10)).code).toBe('MQ_ERR_ALLOCATOR_NOT_FOUND');
+    expect(thrown(() => sessions.unregisterSession(clientId)).code).toBe('MQ_ERR_ALLOCATOR_NOT_FOUND');
+    // Its live buffer stays valid and charged until released.
+    expect(buffer.length).toBe(100);
+    expect(manager.getGlobalMemoryUsage()).toBe(usage);
+    sessions.release(buffer);
+    expect(manager.getGlobalMemoryUsage()).toBeLessThan(usage);
+  });
+
+  test('the default expiry of 0 ends the session at once', () => {
+    const clientId = fresh();
+    register(clientId);
+    sessions.unregisterSession(clientId);
     expect(sessions.hasSession(clientId)).toBe(false);
   });
 
-  test('cleanup counts each removed session', () => {
+  test('cleanup counts each removed session', async () => {
     manager.cleanupExpiredAllocators();
     const first = fresh();
     const second = fresh();
-    register(first);
-    register(second);
+    register(first, { expiryInterval: 1 });
+    register(second, { expiryInterval: 1 });
     sessions.unregisterSession(first);
     sessions.unregisterSession(second);
-    expect(manager.cleanupExpiredAllocators()).toBe(2);
+    await sleep(1100);
+    // Sessions left expiring by other suites in this process may count too.
+    expect(manager.cleanupExpiredAllocators()).toBeGreaterThanOrEqual(2);
+    expect(sessions.hasSession(first)).toBe(false);
+    expect(sessions.hasSession(second)).toBe(false);
+    expect(manager.cleanupExpiredAllocators()).toBe(0);
   });
 
   test('removed client leaves getClientMemoryUsage', () => {
     const clientId = fresh();
-    register(clientId);
+    register(clientId, { expiryInterval: 3600 });
     sessions.unregisterSession(clientId);
-    manager.cleanupExpiredAllocators();
+    sessions.sessionAllocators.cleanupSessionAllocators(clientId);
     expect(manager.getClientMemoryUsage().has(clientId)).toBe(false);
   });
 

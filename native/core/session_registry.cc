@@ -188,6 +188,12 @@ int SessionRegistry::unregister_session(uint64_t thread_key, const std::string& 
   ClientRecord& record = it->second;
   if (!record.connected) return MQ_SUCCESS;
   record.connected = false;
+  // An interval of 0 ends the session with its connection, as in MQTT 5, so
+  // it is not left for a cleanup to find.
+  if (record.expiry_seconds == 0) {
+    remove_record(it);
+    return MQ_SUCCESS;
+  }
   if (record.expiry_seconds != kSessionNeverExpires) {
     record.expires_at = now + std::chrono::seconds(record.expiry_seconds);
   }

@@ -82,6 +82,7 @@ class SessionRegistry {
                        bool& resumed);
 
   // Marks the session disconnected; it expires after its expiry interval.
+  // With an interval of 0 it is removed at once.
   int unregister_session(uint64_t thread_key, const std::string& client_id,
                          Clock::time_point now = Clock::now());
 

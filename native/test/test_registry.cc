@@ -329,6 +329,35 @@ TEST(unregister_twice_keeps_expiry) {
   CHECK_EQ(removed, 1u);
 }
 
+TEST(unregister_with_expiry_zero_removes_at_once) {
+  SessionRegistry registry;
+  uint64_t thread = add_thread(registry, "main");
+  SessionAllocators allocators;
+  bool resumed = false;
+  CHECK_EQ(registry.register_session(thread, "gone", with_expiry(0), allocators, resumed), MQ_SUCCESS);
+  CHECK_EQ(add_session(registry, thread, "kept", with_expiry(10)), MQ_SUCCESS);
+  void* ptr = nullptr;
+  size_t usable = 0;
+  CHECK_EQ(allocators.queue->allocate(100, ptr, usable, nullptr), MQ_SUCCESS);
+
+  CHECK_EQ(registry.unregister_session(thread, "gone"), MQ_SUCCESS);
+  CHECK_EQ(registry.unregister_session(thread, "kept"), MQ_SUCCESS);
+
+  CHECK(allocators.session->detached());
+  CHECK_EQ(registry.session_count(thread), 1u);
+  SessionAllocators found;
+  CHECK_EQ(registry.find_session(thread, "gone", found), MQ_ERR_ALLOCATOR_NOT_FOUND);
+  CHECK_EQ(registry.find_session(thread, "kept", found), MQ_SUCCESS);
+  CHECK_EQ(registry.unregister_session(thread, "gone"), MQ_ERR_ALLOCATOR_NOT_FOUND);
+  // A live block stays charged until it is freed.
+  CHECK_EQ(allocators.session->usage(), usable);
+  CHECK_EQ(allocators.queue->deallocate(ptr, usable), MQ_SUCCESS);
+  CHECK_EQ(allocators.session->usage(), 0u);
+  size_t removed = 99;
+  CHECK_EQ(registry.cleanup_expired(removed, Clock::now()), MQ_SUCCESS);
+  CHECK_EQ(removed, 0u);
+}
+
 TEST(remove_session_now) {
   SessionRegistry registry;
   uint64_t thread = add_thread(registry, "main");
@@ -513,11 +542,8 @@ TEST(prefix_ids_are_distinct) {
   }
   CHECK_EQ(registry.session_count(thread), 5u);
 
-  Clock::time_point now = Clock::now();
-  CHECK_EQ(registry.unregister_session(thread, "a", now - std::chrono::hours(1)), MQ_SUCCESS);
-  size_t removed = 0;
-  CHECK_EQ(registry.cleanup_expired(removed, now), MQ_SUCCESS);
-  CHECK_EQ(removed, 1u);
+  // The default expiry of 0 removes the session as it is unregistered.
+  CHECK_EQ(registry.unregister_session(thread, "a"), MQ_SUCCESS);
   CHECK(sessions[0].session->detached());
   for (size_t i = 1; i < sessions.size(); ++i) {
     CHECK(!sessions[i].session->detached());

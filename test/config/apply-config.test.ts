@@ -321,25 +321,23 @@ describe('applyConfig expiry cleanup', () => {
 
   test('interval starts and 0 stops', () => {
     jest.useFakeTimers();
-    const first = uniqueId('expire');
-    const second = uniqueId('expire');
+    const cleanup = jest.spyOn(manager, 'cleanupExpiredAllocators');
+    try {
+      applyConfig(config({ cleanupInterval: 2 }));
 
-    applyConfig(config({ cleanupInterval: 2 }));
-    threads.registerSession(first, { expiryInterval: 0 });
-    threads.unregisterSession(first);
+      jest.advanceTimersByTime(1999);
+      expect(cleanup).toHaveBeenCalledTimes(0);
+      jest.advanceTimersByTime(1);
+      expect(cleanup).toHaveBeenCalledTimes(1);
+      jest.advanceTimersByTime(2000);
+      expect(cleanup).toHaveBeenCalledTimes(2);
 
-    jest.advanceTimersByTime(1999);
-    expect(manager.getClientMemoryUsage().has(first)).toBe(true);
-    jest.advanceTimersByTime(1);
-    expect(manager.getClientMemoryUsage().has(first)).toBe(false);
-
-    applyConfig(config({ cleanupInterval: 0 }));
-    threads.registerSession(second, { expiryInterval: 0 });
-    threads.unregisterSession(second);
-
-    jest.advanceTimersByTime(60_000);
-    expect(manager.getClientMemoryUsage().has(second)).toBe(true);
-    manager.cleanupExpiredAllocators();
+      applyConfig(config({ cleanupInterval: 0 }));
+      jest.advanceTimersByTime(60_000);
+      expect(cleanup).toHaveBeenCalledTimes(2);
+    } finally {
+      cleanup.mockRestore();
+    }
   });
 });
 
