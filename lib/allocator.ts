@@ -12,13 +12,14 @@ export function toBuffer(result: Buffer | ArrayBuffer): Buffer {
   return result instanceof ArrayBuffer ? Buffer.from(result, 0, 0) : result;
 }
 
-/** Frees a buffer of this package now; throws, freeing nothing, for anything else. */
-export function releaseBuffer(buffer: Buffer): void {
+/** Frees a buffer of this package now, given as the Buffer, any view of all
+ * of its bytes, or its ArrayBuffer; throws, freeing nothing, for anything else. */
+export function releaseBuffer(buffer: Buffer | ArrayBufferView | ArrayBuffer): void {
   try {
     native.release(buffer);
   } catch (error) {
     // Checked only after the addon refused: this runs once per buffer.
-    if (!(buffer instanceof Uint8Array)) {
+    if (!ArrayBuffer.isView(buffer) && !(buffer instanceof ArrayBuffer)) {
       throw invalidArgument('buffer', buffer, 'a Buffer allocated by this package');
     }
     throw error;
@@ -91,7 +92,7 @@ export class AllocatorHandle {
   }
 
   /** Frees a buffer of this package now; see ThreadLocalSessionManager.release. */
-  release(buffer: Buffer): void {
+  release(buffer: Buffer | ArrayBufferView | ArrayBuffer): void {
     releaseBuffer(buffer);
   }
 

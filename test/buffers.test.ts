@@ -237,9 +237,14 @@ describe('release rejected', () => {
     ['a subarray', (buffer: Buffer) => buffer.subarray(100, 200), 'the Buffer has 4096 bytes'],
     ['a tail view', (buffer: Buffer) => Buffer.from(buffer.buffer, 8, buffer.length - 8), 'the Buffer has 4096 bytes'],
     [
-      'a Uint16Array over all of it',
-      (buffer: Buffer) => new Uint16Array(buffer.buffer, buffer.byteOffset, buffer.length / 2),
-      'expected a Buffer allocated by this package',
+      'a DataView of part of it',
+      (buffer: Buffer) => new DataView(buffer.buffer, buffer.byteOffset, buffer.length - 1),
+      'the Buffer has 4096 bytes',
+    ],
+    [
+      'a Uint16Array of part of it',
+      (buffer: Buffer) => new Uint16Array(buffer.buffer, buffer.byteOffset + 2, buffer.length / 2 - 1),
+      'the Buffer has 4096 bytes',
     ],
   ])('%s of a live buffer frees nothing', (_name, makeView, message) => {
     const buffer = sessions.allocate(CLIENT, 4096);
@@ -266,13 +271,30 @@ describe('release rejected', () => {
     expect(clientUsage()).toBeLessThan(usage);
   });
 
-  test('a full-length view with one-byte elements of another type releases the buffer', () => {
+  test.each([
+    ['an Int8Array', (buffer: Buffer) => new Int8Array(buffer.buffer, buffer.byteOffset, buffer.length)],
+    ['a Uint16Array', (buffer: Buffer) => new Uint16Array(buffer.buffer, buffer.byteOffset, buffer.length / 2)],
+    ['a Float64Array', (buffer: Buffer) => new Float64Array(buffer.buffer, buffer.byteOffset, buffer.length / 8)],
+    ['a DataView', (buffer: Buffer) => new DataView(buffer.buffer, buffer.byteOffset, buffer.length)],
+    ['the ArrayBuffer', (buffer: Buffer) => buffer.buffer],
+  ])('%s over all of it releases the buffer', (_name, makeView) => {
     const buffer = sessions.allocate(CLIENT, 256);
     const usage = clientUsage();
+    expect(sessions.isSessionBuffer(makeView(buffer))).toBe(true);
 
-    sessions.release(new Int8Array(buffer.buffer, buffer.byteOffset, buffer.length) as unknown as Buffer);
+    sessions.release(makeView(buffer));
 
     expect(buffer.length).toBe(0);
+    expect(clientUsage()).toBeLessThan(usage);
+    expect(thrown(() => sessions.release(buffer)).message).toContain('already released');
+  });
+
+  test('the ArrayBuffer of an empty allocation releases it', () => {
+    const buffer = sessions.allocate(CLIENT, 0);
+    const usage = clientUsage();
+
+    sessions.release(buffer.buffer);
+
     expect(clientUsage()).toBeLessThan(usage);
   });
 

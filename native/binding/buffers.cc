@@ -31,10 +31,10 @@ void unref_record(BufferRecord* record) {
   record->owners -= 1;
   if (record->owners != 0) return;
 
-  // A spare record keeps its share of the thread state, and its allocator:
-  // reused for the same allocator, it then needs no atomic reference-count
-  // update. Teardown deletes the spares, which ends the cycle with the
-  // state, and release_removed_allocators lets go of removed allocators.
+  // A spare record keeps its share of the thread state and its allocator, so
+  // reusing it for the same allocator needs no atomic reference-count update.
+  // Teardown deletes the spares; release_removed_allocators drops removed
+  // allocators before that.
   ThreadState& thread = *record->thread;
   if (!thread.torn_down && thread.spare_records.size() < kMaxSpareRecords) {
     thread.spare_records.push_back(record);
@@ -136,42 +136,92 @@ Napi::Value allocate_buffer(Napi::Env env, std::shared_ptr<ThreadState>& state,
   return Napi::Value(env, buffer);
 }
 
-// Finds the live record behind `value`, or throws and returns nullptr. The
-// block starts at the view's data pointer minus its byte offset. A detached
-// view has no data pointer.
-// The Buffer length of a live record, or SIZE_MAX for none.
-static size_t record_length(const BufferRecord* record) {
-  return record == nullptr ? SIZE_MAX : record->length;
+// Bytes that `value` covers: a typed array, a DataView or an ArrayBuffer.
+struct ViewBytes {
+  void* data = nullptr;  // null when detached (or empty)
+  size_t offset = 0;
+  size_t bytes = 0;
+  bool whole_buffer = false;  // `value` is the ArrayBuffer itself
+};
+
+static size_t element_size(napi_typedarray_type type) {
+  switch (type) {
+    case napi_int16_array:
+    case napi_uint16_array:
+      return 2;
+    case napi_int32_array:
+    case napi_uint32_array:
+    case napi_float32_array:
+      return 4;
+    case napi_float64_array:
+    case napi_bigint64_array:
+    case napi_biguint64_array:
+      return 8;
+    default:
+      return 1;
+  }
 }
 
+// Reads what `value` covers. Returns false for anything that is not a view
+// or an ArrayBuffer.
+static bool view_bytes(napi_env env, napi_value value, napi_value* arraybuffer, ViewBytes& out) {
+  napi_typedarray_type type;
+  size_t length = 0;
+  if (napi_get_typedarray_info(env, value, &type, &length, &out.data, arraybuffer, &out.offset) == napi_ok) {
+    out.bytes = length * element_size(type);
+    return true;
+  }
+  bool is = false;
+  if (napi_is_dataview(env, value, &is) == napi_ok && is) {
+    return napi_get_dataview_info(env, value, &out.bytes, &out.data, arraybuffer, &out.offset) == napi_ok;
+  }
+  if (napi_is_arraybuffer(env, value, &is) == napi_ok && is) {
+    *arraybuffer = value;
+    out.whole_buffer = true;
+    return napi_get_arraybuffer_info(env, value, &out.data, &out.bytes) == napi_ok;
+  }
+  return false;
+}
+
+// Finds the live record behind `value`, or throws and returns nullptr.
+// `value` is the Buffer that allocate returned, any view of all of its
+// bytes (an empty allocation's view may cover its one-byte ArrayBuffer), or
+// that ArrayBuffer. The block starts at the view's data pointer
+// minus its byte offset. A detached view has no data pointer.
 static BufferRecord* find_record(Napi::Env env, ThreadState& state, napi_value value,
                                  napi_value* arraybuffer, bool throw_if_missing) {
-  // napi_get_typedarray_info rejects anything but a typed array. The element
-  // type is not asked for, which saves a lookup: a view at offset 0 with as
-  // many elements as the Buffer has bytes can only have one-byte elements.
+  // The common case first, with one Node-API call: a typed array at offset
+  // 0 with as many elements as the Buffer has bytes. Its elements are
+  // bytes, since more would not fit, so the type is not asked for.
   size_t length = 0;
   void* view_data = nullptr;
   size_t offset = 0;
-  if (napi_get_typedarray_info(env, value, nullptr, &length, &view_data, arraybuffer, &offset) != napi_ok) {
-    if (throw_if_missing) {
-      throw_code(env, MQ_ERR_INVALID_ARGS, "expected a Buffer from this package");
-    }
+  if (napi_get_typedarray_info(env, value, nullptr, &length, &view_data, arraybuffer, &offset) == napi_ok &&
+      view_data != nullptr && offset == 0) {
+    BufferRecord* record = state.live.find(view_data);
+    if (record != nullptr && length == record->length) return record;
+  }
+
+  ViewBytes view;
+  if (!view_bytes(env, value, arraybuffer, view)) {
+    if (throw_if_missing) throw_code(env, MQ_ERR_INVALID_ARGS, "expected a Buffer from this package");
     return nullptr;
   }
 
-  bool detached = view_data == nullptr;
+  bool detached = view.data == nullptr;
   if (!detached) {
-    void* data = static_cast<char*>(view_data) - offset;
+    void* data = static_cast<char*>(view.data) - view.offset;
     BufferRecord* record = state.live.find(data);
-    bool whole = offset == 0 && length == record_length(record);
-    if (record != nullptr && whole) return record;
+    if (record != nullptr && (view.whole_buffer || (view.offset == 0 && view.bytes >= record->length))) {
+      return record;
+    }
     if (record != nullptr) {
       // Releasing detaches the whole block, so a view of part of it must not
       // stand for the Buffer itself.
       if (throw_if_missing) {
         throw_code(env, MQ_ERR_INVALID_ARGS,
-                   "expected the whole Buffer that allocate returned, got a view of it (byteOffset " +
-                       std::to_string(offset) + ", " + std::to_string(length) + " elements; the Buffer has " +
+                   "expected the whole Buffer that allocate returned, got a view of part of it (byteOffset " +
+                       std::to_string(view.offset) + ", " + std::to_string(view.bytes) + " bytes; the Buffer has " +
                        std::to_string(record->length) + " bytes)");
       }
       return nullptr;
