@@ -140,6 +140,8 @@ export interface NativeAddon {
   payloadSize(handle: number): number;
   payloadRead(handle: number, target: Buffer): void;
   payloadFree(handle: number): void;
+  /** payloadRead, then payloadFree; a target of the wrong size throws and frees nothing. */
+  payloadTake(handle: number, target: Buffer): void;
   queueCreate(): NativeQueueHandle;
   /** Returns the bytes charged, or 0 when a limit refused the payload. */
   queuePush(queue: NativeQueueHandle, token: NativeAllocatorToken, payload: Uint8Array): number;

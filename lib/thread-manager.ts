@@ -128,6 +128,16 @@ export class ThreadLocalSessionManager {
     return payload;
   }
 
+  /** Like loadPayload(), and frees the stored payload in the same native
+   * call. Throws, copying and freeing nothing, for a handle that is not live
+   * or a size that does not match. */
+  takePayload(handle: PayloadHandle, size?: number): Buffer {
+    if (size !== undefined) assertBytes('size', size);
+    const payload = Buffer.allocUnsafe(size ?? native.payloadSize(handle));
+    native.payloadTake(handle, payload);
+    return payload;
+  }
+
   /** Size in bytes of a stored payload. */
   payloadSize(handle: PayloadHandle): number {
     return native.payloadSize(handle);
@@ -148,14 +158,16 @@ export class ThreadLocalSessionManager {
   /**
    * Frees a buffer now: the memory returns to the backend, usage drops at
    * once, and the buffer and every view on it are detached (length 0).
-   * Throws, freeing nothing, for a buffer released already or not allocated
-   * by this package on this thread.
+   * `buffer` is the Buffer that allocate() returned, any view of all of its
+   * bytes, or its ArrayBuffer. Throws, freeing nothing, for a view of part of
+   * it, a buffer released already or one not allocated by this package on
+   * this thread.
    *
    * Release only when nothing else uses the memory: a Buffer passed to
    * socket.write() or fs.write() must not be released before the write's
    * callback, because libuv keeps the raw pointer until then.
    */
-  release(buffer: Buffer): void {
+  release(buffer: Buffer | ArrayBufferView | ArrayBuffer): void {
     releaseBuffer(buffer);
   }
 

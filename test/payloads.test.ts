@@ -78,12 +78,49 @@ describe('store, load and free', () => {
     const error = thrown(() => sessions.loadPayload(handle, 4));
 
     expect(error.code).toBe('MQ_ERR_INVALID_ARGS');
-    expect(error.message).toContain('the payload has 5 bytes');
-    expect(error.message).toContain('(got 4)');
+    expect(error.message).toContain('the payload has 5 bytes, not the 4 given as its size');
     expect(thrown(() => sessions.loadPayload(handle, -1)).code).toBe('MQ_ERR_INVALID_ARGS');
     expect(sessions.getSessionMemoryUsage(clientId)).toBe(usage);
     expect(sessions.loadPayload(handle).toString()).toBe('sized');
     sessions.freePayload(handle);
+  });
+
+  test('take returns a copy and frees the payload', () => {
+    const clientId = client();
+    const handle = sessions.storePayload(clientId, Buffer.from('taken once')) as number;
+    const usage = sessions.getSessionMemoryUsage(clientId);
+    expect(usage).toBeGreaterThan(0);
+
+    const taken = sessions.takePayload(handle, 10);
+
+    expect(taken.toString()).toBe('taken once');
+    expect(sessions.getSessionMemoryUsage(clientId)).toBe(0);
+    expect(thrown(() => sessions.freePayload(handle)).message).toContain('is not live');
+    expect(thrown(() => sessions.takePayload(handle)).code).toBe('MQ_ERR_INVALID_ARGS');
+  });
+
+  test('take without a size, and of an empty payload', () => {
+    const clientId = client();
+    const text = sessions.storePayload(clientId, Buffer.from('no size given')) as number;
+    const empty = sessions.storePayload(clientId, Buffer.alloc(0)) as number;
+
+    expect(sessions.takePayload(text).toString()).toBe('no size given');
+    expect(sessions.takePayload(empty).length).toBe(0);
+    expect(sessions.getSessionMemoryUsage(clientId)).toBe(0);
+  });
+
+  test('take with a wrong size throws and frees nothing', () => {
+    const clientId = client();
+    const handle = sessions.storePayload(clientId, Buffer.from('sized')) as number;
+    const usage = sessions.getSessionMemoryUsage(clientId);
+
+    const error = thrown(() => sessions.takePayload(handle, 6));
+
+    expect(error.code).toBe('MQ_ERR_INVALID_ARGS');
+    expect(error.message).toContain('the payload has 5 bytes');
+    expect(thrown(() => sessions.takePayload(handle, 1.5)).code).toBe('MQ_ERR_INVALID_ARGS');
+    expect(sessions.getSessionMemoryUsage(clientId)).toBe(usage);
+    expect(sessions.takePayload(handle, 5).toString()).toBe('sized');
   });
 
   test('second free throws and frees nothing', () => {

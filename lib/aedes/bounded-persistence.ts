@@ -153,6 +153,7 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
   private readonly onClosed = (): void => this.releaseAll();
   private readonly payloads: PayloadAccess = {
     load: (handle, size) => this.sessions.loadPayload(handle, size),
+    take: (handle, size) => this.sessions.takePayload(handle, size),
     free: (handle) => {
       try {
         this.sessions.freePayload(handle);

@@ -46,6 +46,8 @@ export interface StoredEntry {
 export interface PayloadAccess {
   /** Copies the payload out; `size` is its length in bytes. */
   load(handle: PayloadHandle, size: number): Buffer;
+  /** Copies the payload out and frees it. */
+  take(handle: PayloadHandle, size: number): Buffer;
   free(handle: PayloadHandle): void;
 }
 
@@ -101,16 +103,28 @@ export function createEntry(
   };
 }
 
+/** Returns a copy of the entry's payload. With `take`, the block is freed
+ * with the copy and the entry no longer names it. */
+function payloadCopy(entry: StoredEntry, payloads: PayloadAccess, take: boolean): Buffer {
+  const handle = entry.payload;
+  if (handle === undefined) return Buffer.alloc(0);
+  if (!take) return payloads.load(handle, entry.bytes);
+  // Cleared first, so that a throwing take can never be retried on the handle.
+  entry.payload = undefined;
+  return payloads.take(handle, entry.bytes);
+}
+
 /** Builds the packet Aedes gets for an entry: a plain object with a V8 copy
- * of the payload, so nothing Aedes writes points into a payload block. */
-export function toPacket(entry: StoredEntry, payloads: PayloadAccess): StoredPacket {
+ * of the payload, so nothing Aedes writes points into a payload block. With
+ * `take`, the payload block is freed as it is copied. */
+export function toPacket(entry: StoredEntry, payloads: PayloadAccess, take = false): StoredPacket {
   if (entry.cmd === 'pubrel') return { cmd: 'pubrel', messageId: entry.messageId };
   const packet: StoredPacket = {
     cmd: 'publish',
     brokerId: entry.brokerId,
     brokerCounter: entry.brokerCounter,
     topic: entry.topic,
-    payload: entry.payload === undefined ? Buffer.alloc(0) : payloads.load(entry.payload, entry.bytes),
+    payload: payloadCopy(entry, payloads, take),
     qos: entry.qos,
     retain: entry.retain,
     dup: entry.dup,
@@ -249,12 +263,10 @@ export class ClientStore {
   acknowledge(messageId: number): StoredPacket | undefined {
     const entry = this.inflight.get(messageId);
     if (entry === undefined) return undefined;
-    const packet = toPacket(entry, this.payloads);
     this.inflight.delete(messageId);
     this.unindex(entry);
     this.inflightBytes -= entry.bytes;
-    this.free(entry);
-    return packet;
+    return toPacket(entry, this.payloads, true);
   }
 
   /** Returns the outgoing entries, inflight and queued, in arrival order,

@@ -143,6 +143,24 @@ Napi::Value payload_size(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(block->size));
 }
 
+// Copies the payload of `block` into `target`, a Buffer of exactly its
+// size. Returns false, having thrown, for any other target.
+bool copy_payload_out(Napi::Env env, const PayloadBlocks::Block& block, napi_value target) {
+  void* data = nullptr;
+  size_t length = 0;
+  napi_typedarray_type type;
+  if (napi_get_typedarray_info(env, target, &type, &length, &data, nullptr, nullptr) != napi_ok ||
+      type != napi_uint8_array || length != block.size) {
+    // The JavaScript layer makes the target from the size its caller gave.
+    throw_code(env, MQ_ERR_INVALID_ARGS,
+               "the payload has " + std::to_string(block.size) + " bytes, not the " + std::to_string(length) +
+                   " given as its size");
+    return false;
+  }
+  if (block.size != 0) copy_out(data, block.data, block.size);
+  return true;
+}
+
 // payloadRead(handle, target): copies the payload into `target`, a Buffer
 // of exactly its size.
 Napi::Value payload_read(const Napi::CallbackInfo& info) {
@@ -152,16 +170,22 @@ Napi::Value payload_read(const Napi::CallbackInfo& info) {
 
   PayloadBlocks::Block* block = thread_state(env)->payloads.find(handle);
   if (block == nullptr) return throw_not_live(env, handle);
-  void* target = nullptr;
-  size_t length = 0;
-  napi_typedarray_type type;
-  if (napi_get_typedarray_info(env, info[1], &type, &length, &target, nullptr, nullptr) != napi_ok ||
-      type != napi_uint8_array || length != block->size) {
-    return throw_code(env, MQ_ERR_INVALID_ARGS,
-                      "the payload has " + std::to_string(block->size) + " bytes, so the target must be a Buffer of " +
-                          std::to_string(block->size) + " bytes (got " + std::to_string(length) + ")");
-  }
-  if (block->size != 0) copy_out(target, block->data, block->size);
+  if (!copy_payload_out(env, *block, info[1])) return Napi::Value();
+  return env.Undefined();
+}
+
+// payloadTake(handle, target): payloadRead, then payloadFree, in one call.
+// A target of the wrong size throws and frees nothing.
+Napi::Value payload_take(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double handle = 0;
+  if (!read_handle(info, handle)) return Napi::Value();
+
+  ThreadState& state = *thread_state(env);
+  PayloadBlocks::Block* block = state.payloads.find(handle);
+  if (block == nullptr) return throw_not_live(env, handle);
+  if (!copy_payload_out(env, *block, info[1])) return Napi::Value();
+  state.payloads.free(handle, *state.counters);
   return env.Undefined();
 }
 
@@ -184,6 +208,7 @@ void export_payload_functions(Napi::Env env, Napi::Object exports) {
   exports.Set("payloadSize", Napi::Function::New(env, payload_size, "payloadSize"));
   exports.Set("payloadRead", Napi::Function::New(env, payload_read, "payloadRead"));
   exports.Set("payloadFree", Napi::Function::New(env, payload_free, "payloadFree"));
+  exports.Set("payloadTake", Napi::Function::New(env, payload_take, "payloadTake"));
 }
 
 }  // namespace mqsa
