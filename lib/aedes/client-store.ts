@@ -13,6 +13,7 @@ import { Buffer } from 'node:buffer';
 import type { Client } from 'aedes';
 
 import type { PayloadHandle } from '../thread-manager';
+import { ArrivalQueue } from './arrival-queue';
 import type { ClientStoreStats, PersistencePacket, StoredPacket } from './types';
 
 /** Stored message around its payload block `payload`, which is undefined
@@ -38,6 +39,8 @@ export interface StoredEntry {
   readonly messageExpiry: number | undefined;
   messageId: number | undefined;
   payload: PayloadHandle | undefined;
+  /** True while the entry waits in the store's queue, before it goes inflight. */
+  queued: boolean;
   /** Payload bytes in `payload`. */
   bytes: number;
 }
@@ -100,6 +103,7 @@ export function createEntry(
     messageId,
     payload,
     bytes,
+    queued: false,
   };
 }
 
@@ -147,9 +151,8 @@ export class ClientStore {
    * so that a client matched by several subscriptions gets one copy. */
   stamp = 0;
 
-  // Queued entries in arrival order (a Map keeps insertion order and deletes
-  // in O(1)) and inflight entries by packet id.
-  private readonly queued = new Map<number, StoredEntry>();
+  // Queued entries in arrival order, and inflight entries by packet id.
+  private readonly queued = new ArrivalQueue<StoredEntry>();
   private readonly inflight = new Map<number, StoredEntry>();
   // Every outgoing entry, by the brokerCounter that names its message: a
   // number key costs no string per lookup. The entry's source distinguishes
@@ -205,7 +208,7 @@ export class ClientStore {
     const counter = packet.brokerCounter;
     const indexed = typeof counter === 'number' && !this.byCounter.has(counter);
     const entry = createEntry(this.nextSeq++, packet, payload, bytes, undefined, indexed ? undefined : entryKey(packet.brokerId, counter));
-    this.queued.set(entry.seq, entry);
+    this.queued.push(entry);
     if (entry.fallbackKey === undefined) this.byCounter.set(counter as number, entry);
     else this.fallback.set(entry.fallbackKey, entry);
     this.queuedBytes += bytes;
@@ -216,10 +219,9 @@ export class ClientStore {
    * undefined when nothing is queued. Inflight messages are never evicted,
    * because they were sent and only wait for their acknowledgement. */
   evictOldest(): StoredEntry | undefined {
-    const first = this.queued.values().next();
-    if (first.done === true) return undefined;
-    const entry = first.value;
-    this.queued.delete(entry.seq);
+    const entry = this.queued.first();
+    if (entry === undefined) return undefined;
+    this.queued.remove(entry);
     this.unindex(entry);
     this.queuedBytes -= entry.bytes;
     this.free(entry);
@@ -235,7 +237,7 @@ export class ClientStore {
     const entry = this.findOutgoing(brokerId, brokerCounter);
     if (entry === undefined) return false;
     if (entry.messageId === undefined) {
-      this.queued.delete(entry.seq);
+      this.queued.remove(entry);
       this.queuedBytes -= entry.bytes;
       this.inflightBytes += entry.bytes;
     } else if (entry.messageId !== messageId) {
