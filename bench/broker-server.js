@@ -1,8 +1,10 @@
 // The broker side of bench/broker-throughput.js: one Aedes on 127.0.0.1 with
 // an ephemeral port, either stock (the default in-memory persistence) or
 // wrapped by createBoundedPersistence(). It is started with fork() and sends
-// { type: 'listening', port }. On { type: 'stop' } it closes the broker,
-// sends { type: 'result', value } with the wrapper's drop counts and exits.
+// { type: 'listening', port }. On { type: 'cpu' } it sends { type: 'cpu',
+// value } with its CPU time so far in microseconds. On { type: 'stop' } it
+// closes the broker, sends { type: 'result', value } with the wrapper's drop
+// counts and exits.
 'use strict';
 const net = require('node:net');
 const { once } = require('node:events');
@@ -39,6 +41,11 @@ async function main() {
   process.send({ type: 'listening', port: server.address().port });
 
   process.on('message', async (message) => {
+    if (message?.type === 'cpu') {
+      const used = process.cpuUsage();
+      process.send({ type: 'cpu', value: used.user + used.system });
+      return;
+    }
     if (message?.type !== 'stop') return;
     const stats = persistence?.stats();
     const usage = manager?.getGlobalMemoryUsage();

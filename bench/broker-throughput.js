@@ -7,7 +7,8 @@
 // 1 KiB payloads. A round publishes a burst (at most WINDOW unacknowledged
 // publishes at a time) and ends when every subscriber has every message.
 // The figure is messages delivered to all subscribers per second. Rounds
-// alternate between the two brokers.
+// alternate between the two brokers. Each round also reads the broker
+// process's CPU time, for its cost per delivered message.
 'use strict';
 const path = require('node:path');
 const { fork } = require('node:child_process');
@@ -31,6 +32,19 @@ function startBroker(variant, backend) {
     child.on('message', (message) => {
       if (message?.type === 'listening') resolve({ child, url: `mqtt://127.0.0.1:${message.port}` });
     });
+  });
+}
+
+/** Returns the broker process's CPU time so far, in microseconds. */
+function brokerCpu({ child }) {
+  return new Promise((resolve) => {
+    const onMessage = (message) => {
+      if (message?.type !== 'cpu') return;
+      child.off('message', onMessage);
+      resolve(message.value);
+    };
+    child.on('message', onMessage);
+    child.send({ type: 'cpu' });
   });
 }
 
@@ -116,21 +130,28 @@ async function closeClients({ publisher, subscribers }) {
 
 async function run({ quick }) {
   const backend = 'tcmalloc';
-  const messages = quick ? 1_000 : 5_000;
-  const rounds = quick ? 3 : 15;
+  const messages = quick ? 1_000 : 20_000;
+  const rounds = quick ? 3 : 9;
   const variants = ['stock', 'bounded'];
   const brokers = {};
   const clients = {};
   const samples = { stock: [], bounded: [] };
+  // Broker CPU time per delivered message, in ns.
+  const cpu = { stock: [], bounded: [] };
   try {
     for (const variant of variants) {
       brokers[variant] = await startBroker(variant, backend);
       clients[variant] = await connectClients(brokers[variant].url, variant);
-      await burst(clients[variant], Math.min(messages, 500)); // warm-up
+      await burst(clients[variant], Math.min(messages, 2_000)); // warm-up
     }
     for (let round = 0; round < rounds; round++) {
       const order = round % 2 === 0 ? variants : [...variants].reverse();
-      for (const variant of order) samples[variant].push(await burst(clients[variant], messages));
+      for (const variant of order) {
+        const before = await brokerCpu(brokers[variant]);
+        samples[variant].push(await burst(clients[variant], messages));
+        const used = (await brokerCpu(brokers[variant])) - before;
+        cpu[variant].push((used * 1000) / (messages * SUBSCRIBERS));
+      }
     }
   } finally {
     for (const variant of variants) if (clients[variant]) await closeClients(clients[variant]);
@@ -145,6 +166,9 @@ async function run({ quick }) {
     stock: common.summarize(samples.stock),
     bounded: common.summarize(samples.bounded),
     ratio: common.pairedRatios(samples.bounded, samples.stock),
+    cpuStock: common.summarize(cpu.stock),
+    cpuBounded: common.summarize(cpu.bounded),
+    cpuRatio: common.pairedRatios(cpu.bounded, cpu.stock),
     brokers: brokerReports,
   };
 }
