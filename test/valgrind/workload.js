@@ -135,22 +135,26 @@ async function main() {
   manager.setClientMemoryLimit('vg-a', 0);
   kept.push(sessions.allocate('vg-a', 10)); // index 67: released with the odd ones below
 
-  // Unregister with expiry 0, then cleanup: the allocators go, the buffers
+  // Unregister with expiry 0: the allocators go at once, and the buffers
   // still alive stay valid and charged to the thread until released.
   sessions.unregisterSession('vg-a');
   sessions.unregisterSession('vg-b');
-  assert.equal(manager.cleanupExpiredAllocators(), 2);
   assert.equal(sessions.hasSession('vg-a'), false);
+  assert.equal(sessions.hasSession('vg-b'), false);
+  assert.equal(manager.cleanupExpiredAllocators(), 0);
   for (let i = 1; i < kept.length; i += 2) sessions.release(kept[i]);
   kept.length = 0;
   // With no buffer of a removed session left, every node's usage is again
   // exactly its own blocks plus its children's.
   checkTree(manager.getAllocatorHierarchy());
 
-  // A session removed by cleanup while some of its buffers wait for GC.
-  sessions.registerSession('vg-c', { expiryInterval: 0 });
+  // A session removed by cleanup, once its expiry interval has passed,
+  // while some of its buffers wait for GC.
+  sessions.registerSession('vg-c', { expiryInterval: 1 });
   for (let i = 0; i < 30; i++) sessions.allocate('vg-c', 256, 'queue');
   sessions.unregisterSession('vg-c');
+  assert.equal(manager.cleanupExpiredAllocators(), 0);
+  await new Promise((resolve) => setTimeout(resolve, 1100));
   assert.equal(manager.cleanupExpiredAllocators(), 1);
   await collect();
 
