@@ -75,8 +75,9 @@ export class ThreadLocalSessionManager {
 
   /**
    * Ends the client's connection: the session expires after its expiry
-   * interval and cleanupExpiredAllocators() then removes its allocators.
-   * Buffers still alive stay valid and charged until released or collected.
+   * interval and cleanupExpiredAllocators() then removes its allocators. An
+   * interval of 0 removes them at once. Buffers still alive stay valid and
+   * charged until released or collected.
    */
   unregisterSession(clientId: string): void {
     assertClientId(clientId);
@@ -114,7 +115,14 @@ export class ThreadLocalSessionManager {
     if (!(payload instanceof Uint8Array)) {
       throw invalidArgument('payload', payload, 'a Buffer or Uint8Array');
     }
-    const handle = this.withTokens(clientId, component, (token) => native.payloadStore(token, payload));
+    const index = componentIndex(component);
+    let handle: number;
+    try {
+      handle = native.payloadStore(this.token(clientId, index), payload);
+    } catch (error) {
+      if (!isRemoved(error)) throw error;
+      handle = native.payloadStore(this.token(clientId, index, true), payload);
+    }
     return handle === 0 ? undefined : handle;
   }
 
@@ -194,42 +202,32 @@ export class ThreadLocalSessionManager {
     return new SessionQueue(clientId, resolve, options);
   }
 
-  // The hot path: a size check, a Map lookup and one native call, written
-  // out rather than through withTokens so that no closure is made per
-  // call. Ids found in the cache were validated when they were registered.
+  // The hot path: a size check, a Map lookup and one native call, with no
+  // closure made per call. Ids found in the cache were validated when they
+  // were registered. When expiry cleanup removed the cached allocators, the
+  // session is looked up again and the call made once more.
   private allocateFor(clientId: string, size: number, component: SessionComponent, throwOnLimit: boolean): Buffer | undefined {
     assertBytes('size', size);
     const index = componentIndex(component);
-    const set = this.sessionAllocators.cached(clientId) ?? this.lookUp(clientId);
     let result;
     try {
-      result = native.allocateFrom(set.tokens[index], size, throwOnLimit);
+      result = native.allocateFrom(this.token(clientId, index), size, throwOnLimit);
     } catch (error) {
       if (!isRemoved(error)) throw error;
-      result = native.allocateFrom(this.sessionAllocators.require(clientId).tokens[index], size, throwOnLimit);
+      result = native.allocateFrom(this.token(clientId, index, true), size, throwOnLimit);
     }
     if (result === undefined) return undefined;
     return size === 0 ? toBuffer(result) : (result as Buffer);
   }
 
-  // Finds the allocators of a session that is not cached, or throws.
-  private lookUp(clientId: string): SessionAllocatorSet {
+  // Returns the token of a component allocator of the client's session, as
+  // cached, or looked up again when `fresh` (after expiry cleanup removed
+  // the cached allocators). Throws when this thread holds no such session.
+  private token(clientId: string, index: 0 | 1 | 2, fresh = false): NativeAllocatorToken {
+    const cached = fresh ? undefined : this.sessionAllocators.cached(clientId);
+    if (cached !== undefined) return cached.tokens[index];
     assertClientId(clientId);
-    return this.sessionAllocators.require(clientId);
-  }
-
-  // Runs `action` with the token of the client's component allocator. When
-  // the cached allocators were removed by expiry cleanup, the session is
-  // looked up again and `action` runs once more.
-  private withTokens<T>(clientId: string, component: SessionComponent, action: (token: NativeAllocatorToken) => T): T {
-    const index = componentIndex(component);
-    const set = this.sessionAllocators.cached(clientId) ?? this.lookUp(clientId);
-    try {
-      return action(set.tokens[index]);
-    } catch (error) {
-      if (!isRemoved(error)) throw error;
-      return action(this.sessionAllocators.require(clientId).tokens[index]);
-    }
+    return this.sessionAllocators.require(clientId).tokens[index];
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include "buffers.h"
 #include "errors.h"
+#include "hot_call.h"
 #include "js_errors.h"
 #include "thread_state.h"
 
@@ -97,29 +98,23 @@ Napi::Value allocator_token(const Napi::CallbackInfo& info) {
   return AllocatorObject::token(info.Env(), allocator);
 }
 
-// The hot path of every session buffer, so a plain Node-API callback
-// without node-addon-api's per-call wrapper, and each argument is read with
-// one Node-API call that also checks its type.
+// The hot path of every session buffer: each argument is read with one
+// Node-API call that also checks its type.
 napi_value allocate_from(napi_env raw_env, napi_callback_info info) {
-  // Missing arguments read as undefined.
-  size_t argc = 3;
-  napi_value argv[3];
-  void* data = nullptr;
-  napi_get_cb_info(raw_env, info, &argc, argv, nullptr, &data);
-  Napi::Env env(raw_env);
-  std::shared_ptr<ThreadState>& state = *static_cast<std::shared_ptr<ThreadState>*>(data);
+  HotCall<3> call(raw_env, info);
+  Napi::Env env = call.env;
 
-  const std::shared_ptr<MQTTAllocator>* token = read_token(env, argv[0]);
+  const std::shared_ptr<MQTTAllocator>* token = read_token(env, call.args[0]);
   if (token == nullptr) return nullptr;
   const std::shared_ptr<MQTTAllocator>& allocator = *token;
   size_t size = 0;
-  if (!read_size(env, Napi::Value(env, argv[1]), "size", size)) return nullptr;
+  if (!read_size(env, Napi::Value(env, call.args[1]), "size", size)) return nullptr;
   // Read without coercion, as in AllocatorObject::allocate: anything but
   // false throws on a refusal.
   bool throw_on_limit = true;
-  if (napi_get_value_bool(env, argv[2], &throw_on_limit) != napi_ok) throw_on_limit = true;
+  if (napi_get_value_bool(env, call.args[2], &throw_on_limit) != napi_ok) throw_on_limit = true;
   bool cache = allocator->tag() == MEM_TAG_MESSAGE_CACHE;
-  return allocate_buffer(env, state, allocator, size, throw_on_limit, cache);
+  return allocate_buffer(env, *call.state, allocator, size, throw_on_limit, cache);
 }
 
 AllocatorObject::AllocatorObject(const Napi::CallbackInfo& info)

@@ -45,8 +45,8 @@ class AllocatorObject : public Napi::ObjectWrap<AllocatorObject> {
 
 // allocateFrom(token, size, throwOnLimit): the hot-path form of
 // allocate(). A token is an External, so reaching the allocator costs no
-// property lookup, unlike unwrapping a handle object. The function's data
-// is the environment's state, as for release().
+// property lookup, unlike unwrapping a handle object. A hot callback (see
+// hot_call.h).
 napi_value allocate_from(napi_env env, napi_callback_info info);
 
 // allocatorToken(handle): the token of an allocator handle.

@@ -7,6 +7,7 @@
 #include "allocator_object.h"
 
 #include "errors.h"
+#include "hot_call.h"
 #include "js_errors.h"
 #include "thread_state.h"
 
@@ -239,18 +240,12 @@ static BufferRecord* find_record(Napi::Env env, ThreadState& state, napi_value v
   return nullptr;
 }
 
-// A plain Node-API callback, like allocate_from: it runs once per buffer.
 napi_value release_buffer(napi_env raw_env, napi_callback_info info) {
-  // A missing argument reads as undefined.
-  size_t argc = 1;
-  napi_value buffer = nullptr;
-  void* data = nullptr;
-  napi_get_cb_info(raw_env, info, &argc, &buffer, nullptr, &data);
-  Napi::Env env(raw_env);
-  ThreadState& state = **static_cast<std::shared_ptr<ThreadState>*>(data);
+  HotCall<1> call(raw_env, info);
+  Napi::Env env = call.env;
 
   napi_value arraybuffer = nullptr;
-  BufferRecord* record = find_record(env, state, buffer, &arraybuffer, true);
+  BufferRecord* record = find_record(env, **call.state, call.args[0], &arraybuffer, true);
   if (record == nullptr) return nullptr;
 
   // Detach first: from here on no JavaScript view can reach the block.

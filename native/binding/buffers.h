@@ -24,8 +24,7 @@ Napi::Value allocate_buffer(Napi::Env env, std::shared_ptr<ThreadState>& state,
 // release(buffer): frees the buffer's block now and detaches its
 // ArrayBuffer, so every view on it becomes empty. Throws, freeing nothing,
 // for a buffer that was released already or that this thread did not
-// allocate. The function's data is the environment's state (a pointer to
-// its std::shared_ptr<ThreadState>), which saves looking it up per call.
+// allocate. A hot callback (see hot_call.h).
 napi_value release_buffer(napi_env env, napi_callback_info info);
 
 // isSessionBuffer(buffer): true when the buffer is a live allocation of this

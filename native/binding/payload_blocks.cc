@@ -8,6 +8,7 @@
 #include "allocator_object.h"
 #include "copy_out.h"
 #include "errors.h"
+#include "hot_call.h"
 #include "js_errors.h"
 #include "thread_state.h"
 
@@ -97,12 +98,14 @@ CopyResult copy_payload_in(Napi::Env env, napi_value payload, const std::shared_
 
 namespace {
 
-bool read_handle(const Napi::CallbackInfo& info, double& handle) {
+bool read_handle(Napi::Env env, napi_value value, double& handle) {
   // napi_get_value_double rejects anything but a number, without coercion.
-  if (napi_get_value_double(info.Env(), info[0], &handle) == napi_ok) return true;
-  throw_code(info.Env(), MQ_ERR_INVALID_ARGS, "expected a payload handle (a number)");
+  if (napi_get_value_double(env, value, &handle) == napi_ok) return true;
+  throw_code(env, MQ_ERR_INVALID_ARGS, "expected a payload handle (a number)");
   return false;
 }
+
+bool read_handle(const Napi::CallbackInfo& info, double& handle) { return read_handle(info.Env(), info[0], handle); }
 
 // Throws for a handle that names no live payload of this thread.
 Napi::Value throw_not_live(Napi::Env env, double handle) {
@@ -115,18 +118,20 @@ Napi::Value throw_not_live(Napi::Env env, double handle) {
 
 // payloadStore(token, payload): copies the payload into a new block of the
 // allocator. Returns its handle, or 0 when a limit refused it (reported like
-// any refused allocation).
-Napi::Value payload_store(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const std::shared_ptr<MQTTAllocator>* token = read_token(env, info[0]);
-  if (token == nullptr) return Napi::Value();
+// any refused allocation). A hot callback (see hot_call.h).
+napi_value payload_store(napi_env raw_env, napi_callback_info info) {
+  HotCall<2> call(raw_env, info);
+  Napi::Env env = call.env;
+  const std::shared_ptr<MQTTAllocator>* token = read_token(env, call.args[0]);
+  if (token == nullptr) return nullptr;
   const std::shared_ptr<MQTTAllocator>& allocator = *token;
 
-  ThreadState& state = *thread_state(env);
+  ThreadState& state = **call.state;
   PayloadBlocks::Block block;
-  CopyResult result = copy_payload_in(env, info[1], allocator, *state.counters, block.data, block.size, block.usable);
+  CopyResult result =
+      copy_payload_in(env, call.args[1], allocator, *state.counters, block.data, block.size, block.usable);
   if (result == CopyResult::kRefused) return Napi::Number::New(env, 0);
-  if (result == CopyResult::kFailed) return Napi::Value();
+  if (result == CopyResult::kFailed) return nullptr;
 
   block.allocator = allocator;
   return Napi::Number::New(env, state.payloads.add(std::move(block)));
@@ -175,18 +180,20 @@ Napi::Value payload_read(const Napi::CallbackInfo& info) {
 }
 
 // payloadTake(handle, target): payloadRead, then payloadFree, in one call.
-// A target of the wrong size throws and frees nothing.
-Napi::Value payload_take(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
+// A target of the wrong size throws and frees nothing. A hot callback (see
+// hot_call.h).
+napi_value payload_take(napi_env raw_env, napi_callback_info info) {
+  HotCall<2> call(raw_env, info);
+  Napi::Env env = call.env;
   double handle = 0;
-  if (!read_handle(info, handle)) return Napi::Value();
+  if (!read_handle(env, call.args[0], handle)) return nullptr;
 
-  ThreadState& state = *thread_state(env);
+  ThreadState& state = **call.state;
   PayloadBlocks::Block* block = state.payloads.find(handle);
   if (block == nullptr) return throw_not_live(env, handle);
-  if (!copy_payload_out(env, *block, info[1])) return Napi::Value();
+  if (!copy_payload_out(env, *block, call.args[1])) return nullptr;
   state.payloads.free(handle, *state.counters);
-  return env.Undefined();
+  return nullptr;
 }
 
 // payloadFree(handle): frees the block. Throws, freeing nothing, for a
@@ -204,11 +211,11 @@ Napi::Value payload_free(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void export_payload_functions(Napi::Env env, Napi::Object exports) {
-  exports.Set("payloadStore", Napi::Function::New(env, payload_store, "payloadStore"));
+  export_hot_function(env, exports, "payloadStore", payload_store);
   exports.Set("payloadSize", Napi::Function::New(env, payload_size, "payloadSize"));
   exports.Set("payloadRead", Napi::Function::New(env, payload_read, "payloadRead"));
   exports.Set("payloadFree", Napi::Function::New(env, payload_free, "payloadFree"));
-  exports.Set("payloadTake", Napi::Function::New(env, payload_take, "payloadTake"));
+  export_hot_function(env, exports, "payloadTake", payload_take);
 }
 
 }  // namespace mqsa

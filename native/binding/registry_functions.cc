@@ -6,6 +6,7 @@
 #include "backend.h"
 #include "buffers.h"
 #include "errors.h"
+#include "hot_call.h"
 #include "js_errors.h"
 #include "session_registry.h"
 #include "thread_state.h"
@@ -441,18 +442,8 @@ void export_registry_functions(Napi::Env env, Napi::Object exports) {
     exports.Set(entry.name, Napi::Function::New(env, entry.callback, entry.name));
   }
 
-  // Plain Node-API callbacks for the calls made once per buffer. Their data
-  // is the environment's state, which lives as long as they can be called.
-  void* state = &thread_state(env);
-  const std::pair<const char*, napi_callback> hot_entries[] = {
-      {"allocateFrom", allocate_from},
-      {"release", release_buffer},
-  };
-  for (const auto& [name, callback] : hot_entries) {
-    napi_value function = nullptr;
-    NAPI_THROW_IF_FAILED_VOID(env, napi_create_function(env, name, NAPI_AUTO_LENGTH, callback, state, &function));
-    exports.Set(name, Napi::Value(env, function));
-  }
+  export_hot_function(env, exports, "allocateFrom", allocate_from);
+  export_hot_function(env, exports, "release", release_buffer);
 }
 
 }  // namespace mqsa

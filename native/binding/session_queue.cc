@@ -6,6 +6,7 @@
 #include "buffers.h"
 #include "copy_out.h"
 #include "errors.h"
+#include "hot_call.h"
 #include "js_errors.h"
 #include "payload_blocks.h"
 #include "thread_state.h"
@@ -29,14 +30,18 @@ void finalize_queue(napi_env /*env*/, void* data, void* /*hint*/) {
   delete queue;
 }
 
-// Returns the queue behind argument `index`, or throws and returns null.
-NativeQueue* queue_argument(const Napi::CallbackInfo& info, size_t index) {
+// Returns the queue behind `value`, or throws and returns null.
+NativeQueue* queue_argument(Napi::Env env, napi_value value) {
   void* data = nullptr;
-  if (napi_get_value_external(info.Env(), info[index], &data) != napi_ok || data == nullptr) {
-    throw_code(info.Env(), MQ_ERR_INVALID_ARGS, "expected a queue handle");
+  if (napi_get_value_external(env, value, &data) != napi_ok || data == nullptr) {
+    throw_code(env, MQ_ERR_INVALID_ARGS, "expected a queue handle");
     return nullptr;
   }
   return static_cast<NativeQueue*>(data);
+}
+
+NativeQueue* queue_argument(const Napi::CallbackInfo& info, size_t index) {
+  return queue_argument(info.Env(), info[index]);
 }
 
 // queueCreate(): a new empty queue.
@@ -56,20 +61,21 @@ Napi::Value queue_create(const Napi::CallbackInfo& info) {
 
 // queuePush(queue, allocatorToken, payload): copies the payload into a new
 // block. Returns the bytes charged, or 0 when a limit refused it (reported
-// like any refused allocation).
-Napi::Value queue_push(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  NativeQueue* queue = queue_argument(info, 0);
-  if (queue == nullptr) return Napi::Value();
-  const std::shared_ptr<MQTTAllocator>* token = read_token(env, info[1]);
-  if (token == nullptr) return Napi::Value();
+// like any refused allocation). A hot callback (see hot_call.h).
+napi_value queue_push(napi_env raw_env, napi_callback_info info) {
+  HotCall<3> call(raw_env, info);
+  Napi::Env env = call.env;
+  NativeQueue* queue = queue_argument(env, call.args[0]);
+  if (queue == nullptr) return nullptr;
+  const std::shared_ptr<MQTTAllocator>* token = read_token(env, call.args[1]);
+  if (token == nullptr) return nullptr;
   const std::shared_ptr<MQTTAllocator>& allocator = *token;
 
   QueuedBlock block;
   CopyResult result =
-      copy_payload_in(env, info[2], allocator, *queue->thread->counters, block.data, block.size, block.usable);
+      copy_payload_in(env, call.args[2], allocator, *queue->thread->counters, block.data, block.size, block.usable);
   if (result == CopyResult::kRefused) return Napi::Number::New(env, 0);
-  if (result == CopyResult::kFailed) return Napi::Value();
+  if (result == CopyResult::kFailed) return nullptr;
 
   block.allocator = allocator;
   queue->charged += block.usable;
@@ -79,12 +85,14 @@ Napi::Value queue_push(const Napi::CallbackInfo& info) {
 
 // queueShift(queue, target): removes the oldest payload and frees its
 // block, copying the payload into `target` (a Buffer of exactly its size)
-// unless `target` is undefined. The caller creates the target with
-// Buffer.allocUnsafe, which is much cheaper than a Buffer made here.
-Napi::Value queue_shift(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  NativeQueue* queue = queue_argument(info, 0);
-  if (queue == nullptr) return Napi::Value();
+// unless `target` is undefined. The caller creates the target in
+// JavaScript, which is much cheaper than a Buffer made here. A hot callback
+// (see hot_call.h).
+napi_value queue_shift(napi_env raw_env, napi_callback_info info) {
+  HotCall<2> call(raw_env, info);
+  Napi::Env env = call.env;
+  NativeQueue* queue = queue_argument(env, call.args[0]);
+  if (queue == nullptr) return nullptr;
   if (queue->blocks.empty()) {
     return throw_code(env, MQ_ERR_INVALID_ARGS, "the queue is empty");
   }
@@ -93,9 +101,9 @@ Napi::Value queue_shift(const Napi::CallbackInfo& info) {
   void* target = nullptr;
   size_t length = 0;
   napi_typedarray_type type;
-  bool copy = napi_get_typedarray_info(env, info[1], &type, &length, &target, nullptr, nullptr) == napi_ok;
+  bool copy = napi_get_typedarray_info(env, call.args[1], &type, &length, &target, nullptr, nullptr) == napi_ok;
   // Checked only when the target is not a typed array, which is rare.
-  bool drop = !copy && info[1].IsUndefined();
+  bool drop = !copy && Napi::Value(env, call.args[1]).IsUndefined();
   if (!drop && (!copy || type != napi_uint8_array || length != block.size)) {
     return throw_code(env, MQ_ERR_INVALID_ARGS,
                       "expected a Buffer of " + std::to_string(block.size) + " bytes to copy into");
@@ -105,7 +113,7 @@ Napi::Value queue_shift(const Napi::CallbackInfo& info) {
   block.allocator->deallocate(block.data, block.usable, *queue->thread->counters);
   queue->charged -= block.usable;
   queue->blocks.pop_front();
-  return env.Undefined();
+  return nullptr;
 }
 
 // queuePeek(queue): a Buffer copy of the oldest payload, or undefined.
@@ -139,8 +147,8 @@ Napi::Value queue_charged(const Napi::CallbackInfo& info) {
 
 void export_queue_functions(Napi::Env env, Napi::Object exports) {
   exports.Set("queueCreate", Napi::Function::New(env, queue_create, "queueCreate"));
-  exports.Set("queuePush", Napi::Function::New(env, queue_push, "queuePush"));
-  exports.Set("queueShift", Napi::Function::New(env, queue_shift, "queueShift"));
+  export_hot_function(env, exports, "queuePush", queue_push);
+  export_hot_function(env, exports, "queueShift", queue_shift);
   exports.Set("queuePeek", Napi::Function::New(env, queue_peek, "queuePeek"));
   exports.Set("queueClear", Napi::Function::New(env, queue_clear, "queueClear"));
   exports.Set("queueCharged", Napi::Function::New(env, queue_charged, "queueCharged"));
