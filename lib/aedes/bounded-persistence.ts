@@ -51,8 +51,9 @@
 // client disconnects; when the session expires; on broker close and destroy().
 //
 // Sessions: a client's session is registered on the broker's 'client' event
-// (clean clients with expiry 0, persistent ones with `expiryInterval` or the
-// manager's default) and unregistered on 'clientDisconnect'. A session is
+// and unregistered on 'clientDisconnect'. Clean clients get expiry 0, and
+// persistent ones `expiryInterval`, the manager's default, or never while
+// that default is 0. A session is
 // expired once cleanupExpiredAllocators() has removed its allocators. That is
 // noticed by a periodic check, when a message is stored for the client, and
 // when it reconnects; its stored messages are then released and its
@@ -89,6 +90,9 @@ import type {
 const POLICIES: ReadonlySet<string> = new Set(['drop-new', 'drop-oldest', 'disconnect']);
 const DEFAULT_EXPIRY_CHECK_SECONDS = 5;
 const EMPTY = new Uint8Array(0);
+
+/** The expiry interval that never ends a session (the MQTT 5 maximum). */
+const SESSION_NEVER_EXPIRES = 0xffffffff;
 
 function payloadOf(packet: PersistencePacket): Uint8Array {
   const payload = packet.payload;
@@ -477,7 +481,7 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
     const clientId = client.id;
     let resumed: boolean;
     try {
-      const expiryInterval = client.clean ? 0 : this.expiryInterval;
+      const expiryInterval = client.clean ? 0 : this.persistentExpiry();
       resumed = this.sessions.registerSession(clientId, { expiryInterval }).resumed;
     } catch (error) {
       // Without a session nothing of the client can be charged, so it cannot
@@ -524,7 +528,7 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
   private connectedStore(clientId: string): ClientStore {
     let store = this.stores.get(clientId);
     if (store === undefined) {
-      if (!this.sessions.hasSession(clientId)) this.sessions.registerSession(clientId, { expiryInterval: this.expiryInterval });
+      if (!this.sessions.hasSession(clientId)) this.sessions.registerSession(clientId, { expiryInterval: this.persistentExpiry() });
       store = new ClientStore(clientId, this.payloads);
       this.stores.set(clientId, store);
     }
@@ -538,13 +542,23 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
    * never registered here (a persistence that outlived a restart) gets an
    * offline session now, which expires after its interval.
    */
+  // Session expiry of a persistent (clean=false) client: the option, else the
+  // manager's default. While that default is 0, the session never expires,
+  // as a persistent MQTT 3.1.1 session outlives its connection; the client's
+  // limit still bounds what it keeps. An expiry of 0 would end it at once.
+  private persistentExpiry(): number {
+    if (this.expiryInterval !== undefined) return this.expiryInterval;
+    const fallback = this.manager.getDefaultSessionExpiry();
+    return fallback === 0 ? SESSION_NEVER_EXPIRES : fallback;
+  }
+
   private subscriberStore(clientId: string, store: ClientStore | undefined): ClientStore | undefined {
     if (store !== undefined) {
       if (!store.connected && !store.expired && !this.sessions.hasSession(clientId)) void this.expire(store);
       return store;
     }
     if (this.expiring.has(clientId)) return undefined;
-    this.sessions.registerSession(clientId, { expiryInterval: this.expiryInterval });
+    this.sessions.registerSession(clientId, { expiryInterval: this.persistentExpiry() });
     this.sessions.unregisterSession(clientId);
     const created = new ClientStore(clientId, this.payloads);
     this.stores.set(clientId, created);

@@ -111,8 +111,10 @@ export interface BoundedPersistenceOptions {
   /** Defaults to the package's logger (getLogger()). */
   logger?: Logger;
   /** Session expiry in seconds for persistent (clean=false) clients.
-   * Defaults to the manager's default session expiry. Clean clients always
-   * get 0: their session ends with the connection. */
+   * Defaults to the manager's default session expiry, or to never
+   * (4294967295) while that default is 0, since a persistent MQTT 3.1.1
+   * session outlives its connection. Clean clients always get 0: their
+   * session ends with the connection. */
   expiryInterval?: number;
   /** Seconds between checks for sessions removed by expiry cleanup, whose
    * stored messages are then released. Default 5. 0 disables the timer, and

@@ -42,6 +42,32 @@ afterEach(async () => {
   testBroker = undefined;
 });
 
+test('offline queue kept with no expiry configured', async () => {
+  // The manager's default expiry of 0 would end a session at disconnect;
+  // the wrapper keeps persistent sessions instead, as MQTT 3.1.1 does.
+  const saved = manager.getDefaultSessionExpiry();
+  manager.setDefaultSessionExpiry(0);
+  try {
+    testBroker = await startBroker({ logger: silent });
+    const subscriberId = uniqueId('default-expiry');
+    await leaveOffline(subscriberId, 'default/expiry');
+
+    expect(sessions.hasSession(subscriberId)).toBe(true);
+    const publisher = await connect(uniqueId('default-expiry-pub'), { clean: true });
+    await publishMany(publisher.client, 'default/expiry', 3, 100, 1);
+    await waitFor(() => testBroker!.persistence!.clientStats(subscriberId)?.queuedMessages === 3, 'three queued messages');
+    expect(manager.cleanupExpiredAllocators()).toBe(0);
+    expect(usageOf(subscriberId)).toBeGreaterThanOrEqual(300);
+
+    const back = await connect(subscriberId, { clean: false });
+    const received: string[] = [];
+    back.client.on('message', (_topic, payload) => received.push(payload.toString('hex')));
+    await waitFor(() => received.length === 3, 'the three queued messages');
+  } finally {
+    manager.setDefaultSessionExpiry(saved);
+  }
+});
+
 test('inbound QoS 2 released at PUBREL', async () => {
   testBroker = await startBroker({ logger: silent });
   const publisherId = uniqueId('qos2-pub');
