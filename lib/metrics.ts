@@ -5,8 +5,10 @@
 // without it.
 import type { Metric, Registry, RegistryContentType } from 'prom-client';
 
+import type { BoundedPersistence } from './aedes/bounded-persistence';
 import { invalidArgument } from './errors';
 import { GlobalSessionManager } from './global-manager';
+import { createPersistenceMetrics } from './persistence-metrics';
 
 export interface PrometheusMetricsOptions {
   /** Clients exported with a client_id label, those using the most memory first. Default 20, and 0 exports none. */
@@ -15,6 +17,8 @@ export interface PrometheusMetricsOptions {
   prefix?: never;
   /** Manager to read. Defaults to GlobalSessionManager.instance() of the calling thread. */
   manager?: GlobalSessionManager;
+  /** An Aedes wrapper whose drops and stored messages are exported too. */
+  persistence?: BoundedPersistence;
 }
 
 export interface PrometheusMetricsRegistration {
@@ -57,6 +61,12 @@ type PromClient = typeof import('prom-client');
  * - `mqtt_session_backend_heap_bytes{kind}`: tcmalloc's heap figures
  *   (`heap_size`, `pageheap_free_bytes`, ...), with no series for the system allocator
  *
+ * With `options.persistence`, also the Aedes wrapper's
+ * `mqtt_session_dropped_messages_total`, `mqtt_session_evicted_messages_total`,
+ * `mqtt_session_overflow_disconnects_total`, `mqtt_session_expired_sessions_total`,
+ * and `mqtt_session_stored_messages{state}` and `mqtt_session_stored_bytes{state}`
+ * with state `queued`, `inflight` or `incoming`.
+ *
  * prom-client escapes label values, so any client id is safe as a label.
  *
  * @throws MqttAllocatorError MQ_ERR_INVALID_ARGS for invalid options.
@@ -74,8 +84,14 @@ export function registerPrometheusMetrics(
     throw invalidArgument('options.prefix', (options as { prefix?: unknown }).prefix, 'no prefix: the metric names are fixed');
   }
   const manager = options.manager ?? GlobalSessionManager.instance();
+  const persistence = options.persistence;
+  if (persistence !== undefined && typeof (persistence as { stats?: unknown } | null)?.stats !== 'function') {
+    throw invalidArgument('options.persistence', persistence, 'a BoundedPersistence from createBoundedPersistence()');
+  }
 
-  const metrics = createMetrics(loadPromClient(), manager, topClients);
+  const prom = loadPromClient();
+  const metrics = createMetrics(prom, manager, topClients);
+  if (persistence !== undefined) metrics.push(...createPersistenceMetrics(prom, persistence));
   for (const { name } of metrics) {
     if (registry.getSingleMetric(name) !== undefined) {
       throw new Error(

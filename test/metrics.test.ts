@@ -3,6 +3,7 @@ import { Gauge, register as defaultRegistry, Registry } from 'prom-client';
 import type { RegistryContentType } from 'prom-client';
 
 import { GlobalSessionManager } from '../lib';
+import { createBoundedPersistence } from '../lib/aedes';
 import { METRIC_NAMES, registerPrometheusMetrics, selectTopClients } from '../lib/metrics';
 
 const KiB = 1024;
@@ -504,12 +505,44 @@ describe('registration lifecycle', () => {
     ['fractional topClients', { topClients: 1.5 }],
     ['string topClients', { topClients: '20' }],
     ['prefix', { prefix: 'my_' }],
+    ['persistence that is not one', { persistence: {} }],
+    ['null persistence', { persistence: null }],
   ])('rejects %s', (_name, options) => {
     const registry = new Registry();
 
     expect(() => registerPrometheusMetrics(registry, options as never)).toThrow(
       expect.objectContaining({ code: 'MQ_ERR_INVALID_ARGS' }),
     );
+    expect(registry.getMetricsAsArray()).toHaveLength(0);
+  });
+});
+
+describe('registerPrometheusMetrics with the Aedes wrapper', () => {
+  test('exports its drops and stored messages', async () => {
+    const persistence = createBoundedPersistence({ expiryCheckInterval: 0 });
+    const registry = new Registry();
+    const registration = registerPrometheusMetrics(registry, { persistence });
+    try {
+      const parsed = await scrape(registry);
+
+      expect(Object.fromEntries(parsed.types)).toMatchObject({
+        mqtt_session_dropped_messages_total: 'counter',
+        mqtt_session_evicted_messages_total: 'counter',
+        mqtt_session_overflow_disconnects_total: 'counter',
+        mqtt_session_expired_sessions_total: 'counter',
+        mqtt_session_stored_messages: 'gauge',
+        mqtt_session_stored_bytes: 'gauge',
+      });
+      expect(registration.names).toContain('mqtt_session_dropped_messages_total');
+      expect(valueOf(parsed, 'mqtt_session_dropped_messages_total', {})).toBe(0);
+      for (const state of ['queued', 'inflight', 'incoming']) {
+        expect([state, valueOf(parsed, 'mqtt_session_stored_messages', { state })]).toEqual([state, 0]);
+        expect([state, valueOf(parsed, 'mqtt_session_stored_bytes', { state })]).toEqual([state, 0]);
+      }
+    } finally {
+      registration.unregister();
+      await persistence.destroy();
+    }
     expect(registry.getMetricsAsArray()).toHaveLength(0);
   });
 });

@@ -55,7 +55,7 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  registerPrometheusMetrics(registry, { topClients: options.config.metrics.topClients, manager });
+  registerPrometheusMetrics(registry, { topClients: options.config.metrics.topClients, manager, persistence });
 
   const mqttServer = net.createServer(broker.handle);
   const httpServer = createHttpServer(registry, manager);

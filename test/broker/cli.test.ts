@@ -147,6 +147,30 @@ describe('broker command', () => {
     expect(text).toMatch(/^mqtt_session_global_memory_bytes \d+$/m);
   });
 
+  test('metrics count what the wrapper kept and dropped', async () => {
+    broker = await startBroker(CONFIG);
+    await subscribeOnce(broker.mqttPort, 'metrics-drops', 1);
+    await publish(broker.mqttPort, 200);
+
+    const text = await (await fetch(`http://127.0.0.1:${broker.httpPort}/metrics`)).text();
+    const value = (series: string): number => {
+      const line = text.split('\n').find((entry) => entry.startsWith(`${series} `));
+      return line === undefined ? Number.NaN : Number(line.slice(series.length + 1));
+    };
+
+    // The offline subscriber keeps what fits in 64 KiB; the rest is dropped for it.
+    const queued = value('mqtt_session_stored_messages{state="queued"}');
+    const dropped = value('mqtt_session_dropped_messages_total');
+    expect(queued).toBeGreaterThan(50);
+    expect(dropped).toBeGreaterThan(100);
+    expect(queued + dropped).toBe(200);
+    expect(value('mqtt_session_stored_bytes{state="queued"}')).toBe(queued * 1024);
+    expect(value('mqtt_session_evicted_messages_total')).toBe(0);
+    expect(value('mqtt_session_overflow_disconnects_total')).toBe(0);
+    expect(value('mqtt_session_expired_sessions_total')).toBe(0);
+    expect(value('mqtt_session_stored_messages{state="inflight"}')).toBe(0);
+  });
+
   test('allocators page rendered as HTML', async () => {
     broker = await startBroker(CONFIG);
     await subscribeOnce(broker.mqttPort, 'html-<sub>', 1);
