@@ -86,8 +86,8 @@ class MQTTAllocator : public std::enable_shared_from_this<MQTTAllocator> {
   // that a confined node allocates only on its own thread.
   int allocate(size_t size, void*& out, size_t& usable, LimitRefusal* refusal);
 
-  // The same, for a caller that holds the calling thread's counters
-  // (this_thread_counters()), which saves looking them up.
+  // The same, for a caller that already has the calling thread's counters
+  // (this_thread_counters()), which saves a thread-local lookup.
   int allocate(size_t size, void*& out, size_t& usable, LimitRefusal* refusal,
                ThreadCounters& counters);
 

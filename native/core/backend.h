@@ -43,9 +43,9 @@ class Backend {
   // MQTT_ALLOCATOR_BACKEND=system|tcmalloc, then tcmalloc already in the
   // process (LD_PRELOAD), then tcmalloc linked into the addon, then the
   // system's libtcmalloc_minimal.so.4, then the system allocator.
-  // Inline, since every allocation and free asks for it. Constructed once,
-  // never destroyed: blocks may still be freed by finalizers that run while
-  // the process exits.
+  // Inline, because every allocation and free calls it. Constructed once and
+  // never destroyed, because finalizers that run while the process exits
+  // may still free blocks.
   static Backend& instance() {
     static Backend* backend = new Backend();
     return *backend;
