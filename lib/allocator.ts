@@ -12,13 +12,13 @@ export function toBuffer(result: Buffer | ArrayBuffer): Buffer {
   return result instanceof ArrayBuffer ? Buffer.from(result, 0, 0) : result;
 }
 
-/** Frees a buffer of this package now, given as the Buffer, any view of all
- * of its bytes, or its ArrayBuffer; throws, freeing nothing, for anything else. */
+/** Frees a buffer of this package now. `buffer` is the Buffer, any view of
+ * all of its bytes, or its ArrayBuffer. Anything else throws and frees nothing. */
 export function releaseBuffer(buffer: Buffer | ArrayBufferView | ArrayBuffer): void {
   try {
     native.release(buffer);
   } catch (error) {
-    // Checked only after the addon refused: this runs once per buffer.
+    // Checked only after the addon rejected it, because this runs once per buffer.
     if (!ArrayBuffer.isView(buffer) && !(buffer instanceof ArrayBuffer)) {
       throw invalidArgument('buffer', buffer, 'a Buffer allocated by this package');
     }

@@ -222,7 +222,7 @@ export class ThreadLocalSessionManager {
 
   // Returns the token of a component allocator of the client's session, as
   // cached, or looked up again when `fresh` (after expiry cleanup removed
-  // the cached allocators). Throws when this thread holds no such session.
+  // the cached allocators). Throws when this thread has no such session.
   private token(clientId: string, index: 0 | 1 | 2, fresh = false): NativeAllocatorToken {
     const cached = fresh ? undefined : this.sessionAllocators.cached(clientId);
     if (cached !== undefined) return cached.tokens[index];

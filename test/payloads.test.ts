@@ -91,9 +91,9 @@ describe('store, load and free', () => {
     const usage = sessions.getSessionMemoryUsage(clientId);
     expect(usage).toBeGreaterThan(0);
 
-    const taken = sessions.takePayload(handle, 10);
+    const copy = sessions.takePayload(handle, 10);
 
-    expect(taken.toString()).toBe('taken once');
+    expect(copy.toString()).toBe('taken once');
     expect(sessions.getSessionMemoryUsage(clientId)).toBe(0);
     expect(thrown(() => sessions.freePayload(handle)).message).toContain('is not live');
     expect(thrown(() => sessions.takePayload(handle)).code).toBe('MQ_ERR_INVALID_ARGS');

@@ -52,9 +52,9 @@
 //
 // Sessions: a client's session is registered on the broker's 'client' event
 // and unregistered on 'clientDisconnect'. Clean clients get expiry 0, and
-// persistent ones `expiryInterval`, the manager's default, or never while
-// that default is 0. A session is
-// expired once cleanupExpiredAllocators() has removed its allocators. That is
+// persistent ones `expiryInterval`, the manager's default, or no expiry while
+// that default is 0. A session is expired once cleanupExpiredAllocators() has
+// removed its allocators. That is
 // noticed by a periodic check, when a message is stored for the client, and
 // when it reconnects; its stored messages are then released and its
 // subscriptions removed from the inner persistence, since the session ended.
@@ -535,6 +535,16 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
     return store;
   }
 
+  // Returns the session expiry of a persistent (clean=false) client: the
+  // option, else the manager's default. While that default is 0, the session
+  // never expires, because a persistent MQTT 3.1.1 session outlives its
+  // connection. The client's limit still bounds what it keeps.
+  private persistentExpiry(): number {
+    if (this.expiryInterval !== undefined) return this.expiryInterval;
+    const fallback = this.manager.getDefaultSessionExpiry();
+    return fallback === 0 ? SESSION_NEVER_EXPIRES : fallback;
+  }
+
   /**
    * Returns the store of a subscriber about to get a message, or undefined
    * while its expired session is being removed. `store` is the one found
@@ -542,16 +552,6 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
    * never registered here (a persistence that outlived a restart) gets an
    * offline session now, which expires after its interval.
    */
-  // Session expiry of a persistent (clean=false) client: the option, else the
-  // manager's default. While that default is 0, the session never expires,
-  // as a persistent MQTT 3.1.1 session outlives its connection; the client's
-  // limit still bounds what it keeps. An expiry of 0 would end it at once.
-  private persistentExpiry(): number {
-    if (this.expiryInterval !== undefined) return this.expiryInterval;
-    const fallback = this.manager.getDefaultSessionExpiry();
-    return fallback === 0 ? SESSION_NEVER_EXPIRES : fallback;
-  }
-
   private subscriberStore(clientId: string, store: ClientStore | undefined): ClientStore | undefined {
     if (store !== undefined) {
       if (!store.connected && !store.expired && !this.sessions.hasSession(clientId)) void this.expire(store);

@@ -34,8 +34,8 @@ void unref_record(BufferRecord* record) {
 
   // A spare record keeps its share of the thread state and its allocator, so
   // reusing it for the same allocator needs no atomic reference-count update.
-  // Teardown deletes the spares; release_removed_allocators drops removed
-  // allocators before that.
+  // release_removed_allocators drops allocators that were removed, and
+  // teardown deletes the spares.
   ThreadState& thread = *record->thread;
   if (!thread.torn_down && thread.spare_records.size() < kMaxSpareRecords) {
     thread.spare_records.push_back(record);
@@ -193,7 +193,7 @@ static BufferRecord* find_record(Napi::Env env, ThreadState& state, napi_value v
                                  napi_value* arraybuffer, bool throw_if_missing) {
   // The common case first, with one Node-API call: a typed array at offset
   // 0 with as many elements as the Buffer has bytes. Its elements are
-  // bytes, since more would not fit, so the type is not asked for.
+  // bytes, since larger ones would not fit, so the type is not requested.
   size_t length = 0;
   void* view_data = nullptr;
   size_t offset = 0;
@@ -218,7 +218,7 @@ static BufferRecord* find_record(Napi::Env env, ThreadState& state, napi_value v
     }
     if (record != nullptr) {
       // Releasing detaches the whole block, so a view of part of it must not
-      // stand for the Buffer itself.
+      // be taken for the Buffer itself.
       if (throw_if_missing) {
         throw_code(env, MQ_ERR_INVALID_ARGS,
                    "expected the whole Buffer that allocate returned, got a view of part of it (byteOffset " +
