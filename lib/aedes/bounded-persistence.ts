@@ -326,14 +326,23 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
     store.markInflight(packet.brokerId, packet.brokerCounter, packet.messageId);
   }
 
-  /** Releases a message at PUBACK or PUBCOMP and returns it with a payload copy. */
+  /**
+   * Releases a message at PUBACK or PUBCOMP and returns its packet. Aedes
+   * passes that packet only to the broker's 'ack' listeners. The packet thus
+   * carries a copy of the payload while the broker has such a listener, or
+   * while this persistence serves no broker yet. Otherwise the payload is
+   * freed without a copy, and the packet has none.
+   */
   async outgoingClearMessageId(client: PersistenceClient, packet: PersistencePacket): Promise<StoredPacket | undefined> {
     // NOTE: Aedes also calls this without a packet id when authorizeForward
     // drops a live message. Such a call is ignored, because the same call comes
     // for a duplicate delivery whose stored copy is still needed, so the copy
     // stays queued until the client reconnects or starts clean.
     if (packet.messageId === undefined) return undefined;
-    return this.stores.get(client.id)?.acknowledge(packet.messageId);
+    const store = this.stores.get(client.id);
+    if (store === undefined) return undefined;
+    const withPayload = this.broker === undefined || this.broker.listenerCount('ack') > 0;
+    return store.acknowledge(packet.messageId, withPayload);
   }
 
   /** Returns a stream of the client's outgoing messages in arrival order,
@@ -578,7 +587,7 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
         this.recordDrop(store, clientId, this.policyFor(clientId), 'session-expired', bytes, packet.topic);
         return;
       }
-      if (store.findOutgoing(packet.brokerId, packet.brokerCounter) !== undefined) return;
+      if (store.holdsMessage(packet.brokerId, packet.brokerCounter)) return;
 
       // Looked up before storing, because 'drop-oldest' evicts first.
       const policy = this.policyFor(clientId);

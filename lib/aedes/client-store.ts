@@ -13,34 +13,24 @@ import { Buffer } from 'node:buffer';
 import type { Client } from 'aedes';
 
 import type { PayloadHandle } from '../thread-manager';
-import { ArrivalQueue } from './arrival-queue';
+import { ArrivalQueue, Queueable } from './arrival-queue';
+import { hasMessageId, isNamed, MessageIndex, NamedMessage, sourceOf } from './message-index';
 import type { ClientStoreStats, PersistencePacket, StoredPacket } from './types';
 
 /** Stored message around its payload block `payload`, which is undefined
  * once freed. An outgoing QoS 2 message that reached PUBREC keeps its entry
  * without payload, as a PUBREL to resend. */
-export interface StoredEntry {
+export interface StoredEntry extends NamedMessage, Queueable {
   /** Arrival order within the client, so that redelivery keeps it. */
   readonly seq: number;
-  /** The brokerId in the form that matching compares (see sourceOf), so
-   * that an entry found by its brokerCounter is checked against its broker. */
-  readonly source: string;
-  /** Key of the entry in the store's fallback index, or undefined for an
-   * entry indexed by its brokerCounter alone. */
-  readonly fallbackKey: string | undefined;
   cmd: 'publish' | 'pubrel';
-  readonly brokerId: string | undefined;
-  readonly brokerCounter: number | undefined;
   readonly topic: string | undefined;
   readonly qos: number;
   readonly retain: boolean;
   readonly dup: boolean;
   readonly properties: unknown;
   readonly messageExpiry: number | undefined;
-  messageId: number | undefined;
   payload: PayloadHandle | undefined;
-  /** True while the entry waits in the store's queue, before it goes inflight. */
-  queued: boolean;
   /** Payload bytes in `payload`. */
   bytes: number;
 }
@@ -54,27 +44,6 @@ export interface PayloadAccess {
   free(handle: PayloadHandle): void;
 }
 
-/** Returns the brokerId as messages are matched by it: a missing one
- * matches '', and one that is not a string matches its string form. */
-export function sourceOf(brokerId: string | undefined): string {
-  return typeof brokerId === 'string' ? brokerId : `${brokerId ?? ''}`;
-}
-
-/** Returns the key that names a message in the fallback index: brokerId and
- * brokerCounter, each compared by its string form. */
-export function entryKey(brokerId: string | undefined, brokerCounter: number | undefined): string {
-  return `${brokerId ?? ''}\u0000${brokerCounter ?? ''}`;
-}
-
-/** Returns the number that a counter of another type spells (5 for '5'),
- * or undefined when it spells none. Such a counter matches that number's
- * entry, because entries are matched by the string forms of their keys. */
-function numberNamedBy(brokerCounter: unknown): number | undefined {
-  if (brokerCounter === undefined || brokerCounter === null) return undefined;
-  const counter = Number(brokerCounter);
-  return `${counter}` === `${brokerCounter}` ? counter : undefined;
-}
-
 /**
  * Builds the entry for `packet` around its payload block of `bytes` bytes.
  * Every field is set here, so that all entries share one object shape.
@@ -85,12 +54,10 @@ export function createEntry(
   payload: PayloadHandle,
   bytes: number,
   messageId: number | undefined,
-  fallbackKey: string | undefined,
 ): StoredEntry {
   return {
     seq,
     source: sourceOf(packet.brokerId),
-    fallbackKey,
     cmd: 'publish',
     brokerId: packet.brokerId,
     brokerCounter: packet.brokerCounter,
@@ -103,32 +70,42 @@ export function createEntry(
     messageId,
     payload,
     bytes,
-    queued: false,
+    owner: undefined,
   };
 }
 
-/** Returns a copy of the entry's payload. With `take`, the block is freed
- * with the copy and the entry no longer names it. */
-function payloadCopy(entry: StoredEntry, payloads: PayloadAccess, take: boolean): Buffer {
+/** The use toPacket makes of the entry's payload block. */
+export type PayloadUse =
+  /** Copies it into the packet and keeps it. */
+  | 'copy'
+  /** Copies it into the packet and frees it. */
+  | 'take'
+  /** Frees it and leaves the packet without payload. */
+  | 'free';
+
+/** Returns the payload the entry's packet carries, as `use` selects. A block
+ * that is freed is cleared from the entry first, so that a throwing free can
+ * never be retried on its handle. */
+function packetPayload(entry: StoredEntry, payloads: PayloadAccess, use: PayloadUse): Buffer | undefined {
   const handle = entry.payload;
-  if (handle === undefined) return Buffer.alloc(0);
-  if (!take) return payloads.load(handle, entry.bytes);
-  // Cleared first, so that a throwing take can never be retried on the handle.
+  if (handle === undefined) return use === 'free' ? undefined : Buffer.alloc(0);
+  if (use === 'copy') return payloads.load(handle, entry.bytes);
   entry.payload = undefined;
-  return payloads.take(handle, entry.bytes);
+  if (use === 'take') return payloads.take(handle, entry.bytes);
+  payloads.free(handle);
+  return undefined;
 }
 
 /** Builds the packet Aedes gets for an entry: a plain object with a V8 copy
- * of the payload, so nothing Aedes writes points into a payload block. With
- * `take`, the payload block is freed as it is copied. */
-export function toPacket(entry: StoredEntry, payloads: PayloadAccess, take = false): StoredPacket {
+ * of the payload, so nothing Aedes writes points into a payload block. */
+export function toPacket(entry: StoredEntry, payloads: PayloadAccess, use: PayloadUse = 'copy'): StoredPacket {
   if (entry.cmd === 'pubrel') return { cmd: 'pubrel', messageId: entry.messageId };
   const packet: StoredPacket = {
     cmd: 'publish',
     brokerId: entry.brokerId,
     brokerCounter: entry.brokerCounter,
     topic: entry.topic,
-    payload: payloadCopy(entry, payloads, take),
+    payload: packetPayload(entry, payloads, use),
     qos: entry.qos,
     retain: entry.retain,
     dup: entry.dup,
@@ -138,6 +115,11 @@ export function toPacket(entry: StoredEntry, payloads: PayloadAccess, take = fal
   if (entry.messageExpiry !== undefined) packet.messageExpiry = entry.messageExpiry;
   return packet;
 }
+
+/** Outgoing messages above which a store finds them through a
+ * MessageIndex. It drops the index once it keeps half as many, so that a
+ * store near the threshold does not build one per message. */
+const INDEX_FROM = 64;
 
 export class ClientStore {
   /** The connection now open for this client, if any. */
@@ -151,17 +133,27 @@ export class ClientStore {
    * so that a client matched by several subscriptions gets one copy. */
   stamp = 0;
 
-  // Queued entries in arrival order, and inflight entries by packet id.
+  // Outgoing entries: queued in arrival order, and inflight in the order
+  // they were sent. Aedes sends the oldest queued entry next, and clients
+  // mostly acknowledge the oldest inflight one, so most lookups end at the
+  // front of a list.
   private readonly queued = new ArrivalQueue<StoredEntry>();
-  private readonly inflight = new Map<number, StoredEntry>();
-  // Every outgoing entry, by the brokerCounter that names its message: a
-  // number key costs no string per lookup. The entry's source distinguishes
-  // messages of other brokers with the same counter. An entry whose counter
-  // is not a number, or whose counter is taken by another broker's message,
-  // is kept in `fallback` under its entryKey instead. A message is thus
-  // matched as by its entryKey alone, and is kept in one index only.
-  private readonly byCounter = new Map<number, StoredEntry>();
-  private readonly fallback = new Map<string, StoredEntry>();
+  private readonly inflight = new ArrivalQueue<StoredEntry>();
+  // Built once more than INDEX_FROM outgoing entries are kept and a lookup
+  // misses the front of the lists.
+  private index: MessageIndex<StoredEntry> | undefined;
+  // While `countingUp` is true, every outgoing entry came from the broker
+  // `newestSource` with a number as counter, and `newestCounter` is the
+  // highest of them. Brokers count up, so a message of that broker with a
+  // higher counter is new without a search.
+  private countingUp = false;
+  private newestSource: string | undefined;
+  private newestCounter = 0;
+  // No inflight entry has a packet id above this one. Aedes counts packet
+  // ids up, so a new id is mostly above it and needs no search. It is raised
+  // as ids are given, and lowered to the true highest id whenever the
+  // inflight list is walked, such as after packet ids wrapped at 65535.
+  private packetIdCeiling = 0;
   private readonly incoming = new Map<number, StoredEntry>();
   private nextSeq = 0;
   private queuedBytes = 0;
@@ -193,24 +185,31 @@ export class ClientStore {
 
   /** Returns the outgoing entry of the message that brokerId and
    * brokerCounter name, or undefined when none is kept. */
-  findOutgoing(brokerId: string | undefined, brokerCounter: number | undefined): StoredEntry | undefined {
-    const counter = typeof brokerCounter === 'number' ? brokerCounter : numberNamedBy(brokerCounter);
-    if (counter !== undefined) {
-      const entry = this.byCounter.get(counter);
-      if (entry !== undefined && entry.source === sourceOf(brokerId)) return entry;
+  private findOutgoing(brokerId: string | undefined, brokerCounter: number | undefined): StoredEntry | undefined {
+    const index = this.indexForLookup();
+    if (index !== undefined) return index.find(brokerId, brokerCounter);
+    const source = sourceOf(brokerId);
+    return this.queued.find(isNamed, source, brokerCounter) ?? this.inflight.find(isNamed, source, brokerCounter);
+  }
+
+  /** Returns true when an outgoing entry is kept for the message that
+   * brokerId and brokerCounter name. */
+  holdsMessage(brokerId: string | undefined, brokerCounter: number | undefined): boolean {
+    const outgoing = this.queued.size + this.inflight.size;
+    if (outgoing === 0) return false;
+    if (this.countingUp && typeof brokerCounter === 'number' && brokerCounter > this.newestCounter && brokerId === this.newestSource) {
+      return false;
     }
-    return this.fallback.size === 0 ? undefined : this.fallback.get(entryKey(brokerId, brokerCounter));
+    return this.findOutgoing(brokerId, brokerCounter) !== undefined;
   }
 
   /** Appends a new queued message. The caller has checked with
-   * findOutgoing() that no entry exists for the packet. */
+   * holdsMessage() that no entry exists for the packet. */
   enqueue(packet: PersistencePacket, payload: PayloadHandle, bytes: number): StoredEntry {
-    const counter = packet.brokerCounter;
-    const indexed = typeof counter === 'number' && !this.byCounter.has(counter);
-    const entry = createEntry(this.nextSeq++, packet, payload, bytes, undefined, indexed ? undefined : entryKey(packet.brokerId, counter));
+    const entry = createEntry(this.nextSeq++, packet, payload, bytes, undefined);
+    this.noteCounter(entry);
     this.queued.push(entry);
-    if (entry.fallbackKey === undefined) this.byCounter.set(counter as number, entry);
-    else this.fallback.set(entry.fallbackKey, entry);
+    this.index?.add(entry);
     this.queuedBytes += bytes;
     return entry;
   }
@@ -222,7 +221,7 @@ export class ClientStore {
     const entry = this.queued.first();
     if (entry === undefined) return undefined;
     this.queued.remove(entry);
-    this.unindex(entry);
+    this.forget(entry);
     this.queuedBytes -= entry.bytes;
     this.free(entry);
     return entry;
@@ -234,24 +233,32 @@ export class ClientStore {
    * was dropped, or never stored because it did not fit).
    */
   markInflight(brokerId: string | undefined, brokerCounter: number | undefined, messageId: number): boolean {
-    const entry = this.findOutgoing(brokerId, brokerCounter);
+    const entry = this.sentEntry(brokerId, brokerCounter);
     if (entry === undefined) return false;
-    if (entry.messageId === undefined) {
+    if (entry.messageId === messageId) return true;
+
+    // A packet id names one entry: the one that got it last.
+    const holder = this.packetIdHolder(messageId);
+    if (holder !== undefined) {
+      this.index?.setMessageId(holder, undefined);
+      holder.messageId = undefined;
+    }
+    if (this.queued.has(entry)) {
       this.queued.remove(entry);
       this.queuedBytes -= entry.bytes;
+      this.inflight.push(entry);
       this.inflightBytes += entry.bytes;
-    } else if (entry.messageId !== messageId) {
-      this.inflight.delete(entry.messageId);
     }
+    this.index?.setMessageId(entry, messageId);
     entry.messageId = messageId;
-    this.inflight.set(messageId, entry);
+    if (messageId > this.packetIdCeiling) this.packetIdCeiling = messageId;
     return true;
   }
 
   /** Releases the payload of an outgoing QoS 2 message at PUBREC, since the
    * client has it, and keeps a PUBREL to resend. */
   markReceived(messageId: number): boolean {
-    const entry = this.inflight.get(messageId);
+    const entry = this.inflightEntry(messageId);
     if (entry === undefined) return false;
     this.inflightBytes -= entry.bytes;
     this.free(entry);
@@ -260,15 +267,16 @@ export class ClientStore {
     return true;
   }
 
-  /** Removes an inflight entry at PUBACK or PUBCOMP and returns its packet,
-   * with a copy of its payload. */
-  acknowledge(messageId: number): StoredPacket | undefined {
-    const entry = this.inflight.get(messageId);
+  /** Removes an inflight entry at PUBACK or PUBCOMP, frees its payload and
+   * returns its packet: with a copy of the payload when `withPayload` is
+   * true, else without payload. */
+  acknowledge(messageId: number, withPayload: boolean): StoredPacket | undefined {
+    const entry = this.inflightEntry(messageId);
     if (entry === undefined) return undefined;
-    this.inflight.delete(messageId);
-    this.unindex(entry);
+    this.inflight.remove(entry);
+    this.forget(entry);
     this.inflightBytes -= entry.bytes;
-    return toPacket(entry, this.payloads, true);
+    return toPacket(entry, this.payloads, withPayload ? 'take' : 'free');
   }
 
   /** Returns the outgoing entries, inflight and queued, in arrival order,
@@ -280,8 +288,7 @@ export class ClientStore {
 
   /** Returns true while `entry` is still kept (not acknowledged, evicted or cleared). */
   holds(entry: StoredEntry): boolean {
-    if (entry.fallbackKey !== undefined) return this.fallback.get(entry.fallbackKey) === entry;
-    return this.byCounter.get(entry.brokerCounter as number) === entry;
+    return this.queued.has(entry) || this.inflight.has(entry);
   }
 
   /** Stores an inbound QoS 2 message until PUBREL. Replaces (and releases)
@@ -289,7 +296,7 @@ export class ClientStore {
   storeIncoming(packet: PersistencePacket, payload: PayloadHandle, bytes: number): void {
     const messageId = packet.messageId ?? 0;
     this.deleteIncoming(messageId);
-    const entry = createEntry(this.nextSeq++, packet, payload, bytes, messageId, undefined);
+    const entry = createEntry(this.nextSeq++, packet, payload, bytes, messageId);
     this.incoming.set(messageId, entry);
     this.incomingBytes += entry.bytes;
   }
@@ -316,8 +323,7 @@ export class ClientStore {
     for (const entry of this.inflight.values()) this.free(entry);
     this.queued.clear();
     this.inflight.clear();
-    this.byCounter.clear();
-    this.fallback.clear();
+    this.forget(undefined);
     this.queuedBytes = 0;
     this.inflightBytes = 0;
     return { messages, bytes };
@@ -356,10 +362,85 @@ export class ClientStore {
     };
   }
 
-  // Removes a kept outgoing entry from the index that contains it.
-  private unindex(entry: StoredEntry): void {
-    if (entry.fallbackKey === undefined) this.byCounter.delete(entry.brokerCounter as number);
-    else this.fallback.delete(entry.fallbackKey);
+  // Returns the entry that Aedes is about to send: most often the oldest
+  // queued one, or the oldest inflight one when a reconnecting client gets
+  // its messages again.
+  private sentEntry(brokerId: string | undefined, brokerCounter: number | undefined): StoredEntry | undefined {
+    const source = sourceOf(brokerId);
+    const next = this.queued.first();
+    if (next !== undefined && isNamed(next, source, brokerCounter)) return next;
+    const resent = this.inflight.first();
+    if (resent !== undefined && isNamed(resent, source, brokerCounter)) return resent;
+    return this.findOutgoing(brokerId, brokerCounter);
+  }
+
+  // Returns the inflight entry with packet id `messageId`: most often the
+  // oldest one, since clients acknowledge in order.
+  private inflightEntry(messageId: number): StoredEntry | undefined {
+    const oldest = this.inflight.first();
+    if (oldest === undefined) return undefined;
+    if (oldest.messageId === messageId) return oldest;
+    if (messageId > this.packetIdCeiling) return undefined;
+    const index = this.indexForLookup();
+    return index !== undefined ? index.findByMessageId(messageId) : this.inflight.find(hasMessageId, messageId);
+  }
+
+  // Returns the inflight entry with packet id `messageId`, searched in full,
+  // since a new id is seldom the oldest entry's.
+  private packetIdHolder(messageId: number): StoredEntry | undefined {
+    if (this.inflight.size === 0 || messageId > this.packetIdCeiling) return undefined;
+    const index = this.indexForLookup();
+    if (index !== undefined) return index.findByMessageId(messageId);
+
+    let holder: StoredEntry | undefined;
+    let highest = 0;
+    for (const entry of this.inflight.values()) {
+      const id = entry.messageId;
+      if (id === messageId) holder = entry;
+      if (id !== undefined && id > highest) highest = id;
+    }
+    this.packetIdCeiling = highest;
+    return holder;
+  }
+
+  // Returns the index, built now when the store keeps so many outgoing
+  // entries that walking the lists would cost more, or undefined while
+  // walking them is cheaper.
+  private indexForLookup(): MessageIndex<StoredEntry> | undefined {
+    if (this.index !== undefined || this.queued.size + this.inflight.size <= INDEX_FROM) return this.index;
+    const index = new MessageIndex<StoredEntry>();
+    for (const entry of this.inflight.values()) index.add(entry);
+    for (const entry of this.queued.values()) index.add(entry);
+    this.index = index;
+    return index;
+  }
+
+  // Records the counter of a new outgoing entry for holdsMessage(). Called
+  // before the entry joins a list.
+  private noteCounter(entry: StoredEntry): void {
+    const counter = entry.brokerCounter;
+    if (typeof counter !== 'number' || counter !== counter) {
+      this.countingUp = false;
+    } else if (this.queued.size + this.inflight.size === 0) {
+      this.countingUp = true;
+      this.newestSource = entry.brokerId;
+      this.newestCounter = counter;
+    } else if (this.countingUp && entry.brokerId === this.newestSource) {
+      if (counter > this.newestCounter) this.newestCounter = counter;
+    } else {
+      this.countingUp = false;
+    }
+  }
+
+  // Takes an outgoing entry, already out of its list, out of the lookups.
+  // Without an entry, the lists were cleared. Once the store keeps few
+  // entries, the index goes, and once none, what noteCounter() learnt.
+  private forget(entry: StoredEntry | undefined): void {
+    if (entry !== undefined) this.index?.remove(entry);
+    const outgoing = this.queued.size + this.inflight.size;
+    if (this.index !== undefined && outgoing <= INDEX_FROM / 2) this.index = undefined;
+    if (this.inflight.size === 0) this.packetIdCeiling = 0;
+    if (outgoing === 0) this.countingUp = false;
   }
 
   private free(entry: StoredEntry): void {

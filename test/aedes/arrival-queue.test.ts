@@ -1,13 +1,18 @@
-// ArrivalQueue: arrival order, removal from anywhere, and compaction.
+// ArrivalQueue: arrival order, removal from anywhere, search, moves between
+// queues, and compaction.
 import { ArrivalQueue } from '../../lib/aedes/arrival-queue';
 
 interface Item {
   id: number;
-  queued: boolean;
+  owner: object | undefined;
 }
 
 function items(count: number): Item[] {
-  return Array.from({ length: count }, (_, id) => ({ id, queued: false }));
+  return Array.from({ length: count }, (_, id) => ({ id, owner: undefined }));
+}
+
+function hasId(item: Item, id: number): boolean {
+  return item.id === id;
 }
 
 function ids(queue: ArrivalQueue<Item>): number[] {
@@ -29,9 +34,11 @@ describe('ArrivalQueue', () => {
     const [item] = items(1);
 
     queue.push(item);
-    expect(item.queued).toBe(true);
+    expect(item.owner).toBe(queue);
+    expect(queue.has(item)).toBe(true);
     queue.remove(item);
-    expect(item.queued).toBe(false);
+    expect(item.owner).toBeUndefined();
+    expect(queue.has(item)).toBe(false);
     expect(queue.size).toBe(0);
     expect(queue.first()).toBeUndefined();
   });
@@ -118,6 +125,36 @@ describe('ArrivalQueue', () => {
 
     expect(queue.size).toBe(0);
     expect(queue.values()).toEqual([]);
-    expect(all.every((item) => !item.queued)).toBe(true);
+    expect(all.every((item) => item.owner === undefined)).toBe(true);
+  });
+
+  test('finds the oldest live match', () => {
+    const queue = new ArrivalQueue<Item>();
+    const all = items(4);
+    all[3].id = 1;
+    for (const item of all) queue.push(item);
+
+    expect(queue.find(hasId, 1)).toBe(all[1]);
+    queue.remove(all[1]);
+    expect(queue.find(hasId, 1)).toBe(all[3]);
+    expect(queue.find(hasId, 0)).toBe(all[0]);
+    expect(queue.find(hasId, 9)).toBeUndefined();
+  });
+
+  test('an item moved to another queue leaves the first', () => {
+    const queued = new ArrivalQueue<Item>();
+    const sent = new ArrivalQueue<Item>();
+    const all = items(3);
+    for (const item of all) queued.push(item);
+
+    queued.remove(all[1]);
+    sent.push(all[1]);
+
+    expect(ids(queued)).toEqual([0, 2]);
+    expect(queued.find(hasId, 1)).toBeUndefined();
+    expect(queued.has(all[1])).toBe(false);
+    expect(sent.has(all[1])).toBe(true);
+    queued.remove(all[0]);
+    expect(queued.first()).toBe(all[2]);
   });
 });

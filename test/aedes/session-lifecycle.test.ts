@@ -5,7 +5,7 @@ import { Writable } from 'node:stream';
 
 import pino from 'pino';
 
-import type { DropEvent, ExpiredEvent } from '../../lib/aedes';
+import type { DropEvent, ExpiredEvent, PersistencePacket } from '../../lib/aedes';
 import {
   connectClient,
   delay,
@@ -325,3 +325,31 @@ test('ack event carries the payload', async () => {
   expect(acked.map((entry) => entry.payload.readUInt32BE(0))).toEqual([0, 1, 2]);
   expect(usageOf(subscriberId)).toBe(0);
 });
+test('ack without listener frees without copy', async () => {
+  testBroker = await startBroker({ logger: silent, expiryInterval: 3600 });
+  const persistence = testBroker.persistence!;
+  const subscriberId = uniqueId('unheard');
+  const topic = `unheard/${subscriberId}`;
+  await leaveOffline(subscriberId, topic);
+  const client = { id: subscriberId };
+  const packet = (brokerCounter: number, index: number): PersistencePacket => ({
+    cmd: 'publish', brokerId: 'peer', brokerCounter, topic, payload: indexedPayload(index, 512), qos: 1, retain: false, dup: false,
+  });
+  await persistence.outgoingEnqueue({ clientId: subscriberId, topic, qos: 1 }, packet(1, 0));
+  await persistence.outgoingEnqueue({ clientId: subscriberId, topic, qos: 1 }, packet(2, 1));
+  await persistence.outgoingUpdate(client, { cmd: 'publish', brokerId: 'peer', brokerCounter: 1, messageId: 1 });
+  await persistence.outgoingUpdate(client, { cmd: 'publish', brokerId: 'peer', brokerCounter: 2, messageId: 2 });
+
+  // Aedes hands the packet only to 'ack' listeners, and there are none.
+  const unheard = await persistence.outgoingClearMessageId(client, { cmd: 'puback', messageId: 1 });
+  expect(unheard).toMatchObject({ cmd: 'publish', brokerId: 'peer', brokerCounter: 1, messageId: 1 });
+  expect(unheard?.payload).toBeUndefined();
+  expect(usageOf(subscriberId)).toBe(512);
+
+  testBroker.broker.on('ack', () => undefined);
+  const heard = await persistence.outgoingClearMessageId(client, { cmd: 'puback', messageId: 2 });
+  expect(heard?.payload?.readUInt32BE(0)).toBe(1);
+  expect(heard?.payload?.length).toBe(512);
+  expect(usageOf(subscriberId)).toBe(0);
+});
+
