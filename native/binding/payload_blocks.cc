@@ -201,15 +201,16 @@ napi_value payload_take(napi_env raw_env, napi_callback_info info) {
 }
 
 // payloadFree(handle): frees the block. Throws, freeing nothing, for a
-// handle that is not live.
-Napi::Value payload_free(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
+// handle that is not live. A hot callback (see hot_call.h).
+napi_value payload_free(napi_env raw_env, napi_callback_info info) {
+  HotCall<1> call(raw_env, info);
+  Napi::Env env = call.env;
   double handle = 0;
-  if (!read_handle(info, handle)) return Napi::Value();
+  if (!read_handle(env, call.args[0], handle)) return nullptr;
 
-  ThreadState& state = *thread_state(env);
+  ThreadState& state = **call.state;
   if (!state.payloads.free(handle, *state.counters)) return throw_not_live(env, handle);
-  return env.Undefined();
+  return nullptr;
 }
 
 }  // namespace
@@ -218,7 +219,7 @@ void export_payload_functions(Napi::Env env, Napi::Object exports) {
   export_hot_function(env, exports, "payloadStore", payload_store);
   exports.Set("payloadSize", Napi::Function::New(env, payload_size, "payloadSize"));
   exports.Set("payloadRead", Napi::Function::New(env, payload_read, "payloadRead"));
-  exports.Set("payloadFree", Napi::Function::New(env, payload_free, "payloadFree"));
+  export_hot_function(env, exports, "payloadFree", payload_free);
   export_hot_function(env, exports, "payloadTake", payload_take);
 }
 
