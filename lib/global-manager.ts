@@ -257,7 +257,9 @@ export class GlobalSessionManager extends EventEmitter<GlobalSessionManagerEvent
     return native.backendInfo();
   }
 
-  /** Chooses the backend ('tcmalloc', 'system' or 'auto'); only possible while no block is allocated. */
+  /** Chooses the backend ('tcmalloc', 'system' or 'auto'). Only possible
+   * while no block is allocated on any thread. An allocation that starts on
+   * another thread meanwhile either makes this throw or uses the new backend. */
   selectBackend(name: 'tcmalloc' | 'system' | 'auto'): void {
     native.selectBackend(name);
     this.logger.info({ backend: native.backendInfo() }, 'memory backend selected');

@@ -344,7 +344,7 @@ Napi::Value thread_stats(const Napi::CallbackInfo& info) {
 Napi::Value backend_info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Backend& backend = Backend::instance();
-  const BackendInfo& details = backend.info();
+  BackendInfo details = backend.info();
   Napi::Object result = Napi::Object::New(env);
   result.Set("name", details.name);
   result.Set("source", details.source);

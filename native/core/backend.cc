@@ -18,9 +18,10 @@
 namespace mqsa {
 namespace {
 
-// Blocks handed out and not yet released, over all backends. The backend may
-// only be switched while this is zero, so no block is ever freed by an
-// allocator other than the one that made it.
+// Serializes select() and guards what resolving writes (the staged and
+// published function sets, and the info). The backend may only be switched
+// while no block is counted live, so no block is ever freed by an allocator
+// other than the one that made it.
 std::mutex g_select_mutex;
 
 size_t system_usable_size(void* ptr) { return malloc_usable_size(ptr); }
@@ -33,6 +34,7 @@ Backend::Backend() {
   const char* setting = std::getenv("MQTT_ALLOCATOR_BACKEND");
   resolve(setting != nullptr ? setting : "auto");
   check_prediction();
+  publish();
 }
 
 int Backend::select(const std::string& requested) {
@@ -40,30 +42,68 @@ int Backend::select(const std::string& requested) {
     return MQ_ERR_INVALID_ARGS;
   }
   std::lock_guard<std::mutex> lock(g_select_mutex);
-  if (counter_total(kCounterLiveBlocks) != 0) return MQ_ERR_ALLOCATOR;
-  resolve(requested);
-  check_prediction();
-  return MQ_SUCCESS;
+
+  // Dekker's pattern with allocate(): this thread announces the switch and
+  // then reads the counts; an allocating thread counts its block and then
+  // reads the announcement. The fences make at least one of them see the
+  // other's write.
+  switching_.store(true, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  bool idle = counter_total(kCounterLiveBlocks) == 0;
+  // Pairs with the release order of the count in release().
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if (idle) {
+    resolve(requested);
+    check_prediction();
+    publish();
+  }
+  switching_.store(false, std::memory_order_release);
+  return idle ? MQ_SUCCESS : MQ_ERR_ALLOCATOR;
+}
+
+void Backend::wait_for_select() const {
+  // select() announces a switch only while it holds the mutex.
+  std::lock_guard<std::mutex> lock(g_select_mutex);
+}
+
+BackendInfo Backend::info() const {
+  std::lock_guard<std::mutex> lock(g_select_mutex);
+  return info_;
+}
+
+bool Backend::Functions::operator==(const Functions& other) const {
+  return malloc_fn == other.malloc_fn && free_fn == other.free_fn && usable_size_fn == other.usable_size_fn &&
+         nallocx_fn == other.nallocx_fn && property_fn == other.property_fn &&
+         release_free_memory_fn == other.release_free_memory_fn && prediction_exact == other.prediction_exact;
+}
+
+void Backend::publish() {
+  for (const std::unique_ptr<Functions>& known : published_) {
+    if (*known == staged_) {
+      current_.store(known.get(), std::memory_order_release);
+      return;
+    }
+  }
+  published_.push_back(std::make_unique<Functions>(staged_));
+  current_.store(published_.back().get(), std::memory_order_release);
 }
 
 void Backend::check_prediction() {
-  prediction_exact_ = false;
-  if (nallocx_fn_ == nullptr) return;
+  staged_.prediction_exact = false;
+  if (staged_.nallocx_fn == nullptr) return;
 
-  // Not counted as a live block: no allocation can run concurrently here.
-  void* probe = malloc_fn_(1);
+  // Not counted as a live block: the staged functions serve no other block yet.
+  void* probe = staged_.malloc_fn(1);
   if (probe == nullptr) return;
-  prediction_exact_ = usable_size_fn_(probe) == nallocx_fn_(1, 0);
-  free_fn_(probe);
+  staged_.prediction_exact = staged_.usable_size_fn(probe) == staged_.nallocx_fn(1, 0);
+  staged_.free_fn(probe);
 }
 
 void Backend::use_system(const std::string& source, const std::string& reason) {
-  malloc_fn_ = std::malloc;
-  free_fn_ = std::free;
-  usable_size_fn_ = system_usable_size;
-  nallocx_fn_ = nullptr;
-  property_fn_ = nullptr;
-  release_free_memory_fn_ = nullptr;
+  staged_ = Functions();
+  staged_.malloc_fn = std::malloc;
+  staged_.free_fn = std::free;
+  staged_.usable_size_fn = system_usable_size;
   info_ = BackendInfo();
   info_.kind = BackendKind::kSystem;
   info_.name = "system";
@@ -88,12 +128,13 @@ bool Backend::use_tcmalloc_symbols(void* handle, const std::string& source) {
     return false;
   }
 
-  malloc_fn_ = malloc_fn;
-  free_fn_ = free_fn;
-  usable_size_fn_ = usable_fn;
-  nallocx_fn_ = nallocx_fn;
-  property_fn_ = property_fn;
-  release_free_memory_fn_ = release_fn;
+  staged_ = Functions();
+  staged_.malloc_fn = malloc_fn;
+  staged_.free_fn = free_fn;
+  staged_.usable_size_fn = usable_fn;
+  staged_.nallocx_fn = nallocx_fn;
+  staged_.property_fn = property_fn;
+  staged_.release_free_memory_fn = release_fn;
   info_ = BackendInfo();
   info_.kind = BackendKind::kTcmalloc;
   info_.name = "tcmalloc";
@@ -115,12 +156,13 @@ bool Backend::use_tcmalloc_symbols(void* handle, const std::string& source) {
 #ifdef MQSA_STATIC_TCMALLOC
 // Takes the copy of tcmalloc linked into this addon.
 void Backend::use_bundled_tcmalloc() {
-  malloc_fn_ = tc_malloc;
-  free_fn_ = tc_free;
-  usable_size_fn_ = tc_malloc_size;
-  nallocx_fn_ = tc_nallocx;
-  property_fn_ = MallocExtension_GetNumericProperty;
-  release_free_memory_fn_ = MallocExtension_ReleaseFreeMemory;
+  staged_ = Functions();
+  staged_.malloc_fn = tc_malloc;
+  staged_.free_fn = tc_free;
+  staged_.usable_size_fn = tc_malloc_size;
+  staged_.nallocx_fn = tc_nallocx;
+  staged_.property_fn = MallocExtension_GetNumericProperty;
+  staged_.release_free_memory_fn = MallocExtension_ReleaseFreeMemory;
   info_ = BackendInfo();
   info_.kind = BackendKind::kTcmalloc;
   info_.name = "tcmalloc";
@@ -202,21 +244,23 @@ void Backend::resolve(const std::string& requested) {
 
 BackendHeapStats Backend::heap_stats() const {
   BackendHeapStats stats;
-  if (property_fn_ == nullptr) return stats;
+  PropertyFn property = functions().property_fn;
+  if (property == nullptr) return stats;
 
   stats.has_stats = true;
-  property_fn_("generic.current_allocated_bytes", &stats.current_allocated_bytes);
-  property_fn_("generic.heap_size", &stats.heap_size);
-  property_fn_("generic.total_physical_bytes", &stats.total_physical_bytes);
-  property_fn_("tcmalloc.pageheap_free_bytes", &stats.pageheap_free_bytes);
-  property_fn_("tcmalloc.pageheap_unmapped_bytes", &stats.pageheap_unmapped_bytes);
-  property_fn_("tcmalloc.central_cache_free_bytes", &stats.central_cache_free_bytes);
-  property_fn_("tcmalloc.thread_cache_free_bytes", &stats.thread_cache_free_bytes);
+  property("generic.current_allocated_bytes", &stats.current_allocated_bytes);
+  property("generic.heap_size", &stats.heap_size);
+  property("generic.total_physical_bytes", &stats.total_physical_bytes);
+  property("tcmalloc.pageheap_free_bytes", &stats.pageheap_free_bytes);
+  property("tcmalloc.pageheap_unmapped_bytes", &stats.pageheap_unmapped_bytes);
+  property("tcmalloc.central_cache_free_bytes", &stats.central_cache_free_bytes);
+  property("tcmalloc.thread_cache_free_bytes", &stats.thread_cache_free_bytes);
   return stats;
 }
 
 void Backend::release_free_memory() const {
-  if (release_free_memory_fn_ != nullptr) release_free_memory_fn_();
+  ReleaseFreeMemoryFn release = functions().release_free_memory_fn;
+  if (release != nullptr) release();
 }
 
 }  // namespace mqsa

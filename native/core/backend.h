@@ -4,8 +4,11 @@
 // allocated through this package come from it.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "thread_counters.h"
 
@@ -54,7 +57,9 @@ class Backend {
   // Resolves the backend again with `requested` ("system", "tcmalloc" or
   // "auto") as if it were the environment setting. Allowed only while no
   // block is allocated; returns MQ_ERR_ALLOCATOR otherwise and
-  // MQ_ERR_INVALID_ARGS for an unknown name.
+  // MQ_ERR_INVALID_ARGS for an unknown name. Safe while other threads
+  // allocate: an allocation that starts meanwhile either makes select()
+  // refuse or waits for it and then uses the new backend.
   int select(const std::string& requested);
 
   // Returns a block of at least `size` bytes, or nullptr when the backend is
@@ -64,34 +69,45 @@ class Backend {
   // The same, counting the block in `counters`, the calling thread's.
   void* allocate(size_t size, ThreadCounters& counters) {
     counters.add(kCounterLiveBlocks, 1);
-    void* ptr = malloc_fn_(size == 0 ? 1 : size);
+    // Pairs with the fence in select(): either select() reads this block
+    // counted and refuses to switch, or this thread reads that it switches.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (switching_.load(std::memory_order_relaxed)) wait_for_select();
+    void* ptr = functions().malloc_fn(size == 0 ? 1 : size);
     if (ptr == nullptr) counters.add(kCounterLiveBlocks, -1);
     return ptr;
   }
 
   void release(void* ptr) { release(ptr, this_thread_counters()); }
 
+  // No switch can happen while the block is counted, so the functions
+  // loaded here are the ones that allocated it. The count drops only after
+  // the free, with release order, so a select() that reads the lower count
+  // also finds the free finished.
   void release(void* ptr, ThreadCounters& counters) {
-    free_fn_(ptr);
-    counters.add(kCounterLiveBlocks, -1);
+    functions().free_fn(ptr);
+    counters.add(kCounterLiveBlocks, -1, std::memory_order_release);
   }
 
   // Returns the bytes the backend really reserved for `ptr`.
-  size_t usable_size(void* ptr) const { return usable_size_fn_(ptr); }
+  size_t usable_size(void* ptr) const { return functions().usable_size_fn(ptr); }
 
   // Returns the usable size that allocate(size) would reserve, or 0 when the
   // backend cannot tell before allocating (the system allocator).
   size_t predicted_size(size_t size) const {
-    return nallocx_fn_ != nullptr ? nallocx_fn_(size == 0 ? 1 : size, 0) : 0;
+    NallocxFn nallocx = functions().nallocx_fn;
+    if (nallocx == nullptr) return 0;
+    return nallocx(size == 0 ? 1 : size, 0);
   }
 
   // True when predicted_size() is always the usable size that allocate()
   // then reserves, so that callers need not ask for it. tcmalloc's nallocx
   // is exact, unless a tool such as valgrind replaced tcmalloc's malloc and
   // left nallocx; select() checks which with one probe block.
-  bool prediction_exact() const { return prediction_exact_; }
+  bool prediction_exact() const { return functions().prediction_exact; }
 
-  const BackendInfo& info() const { return info_; }
+  // A copy, since select() may replace it meanwhile.
+  BackendInfo info() const;
   BackendHeapStats heap_stats() const;
 
   // Returns free backend memory to the operating system where the backend
@@ -99,14 +115,6 @@ class Backend {
   void release_free_memory() const;
 
  private:
-  Backend();
-  void resolve(const std::string& requested);
-  void check_prediction();
-  void use_system(const std::string& source, const std::string& reason);
-  bool use_tcmalloc_symbols(void* handle, const std::string& source);
-  // Defined only in builds that link tcmalloc (MQSA_STATIC_TCMALLOC).
-  void use_bundled_tcmalloc();
-
   using MallocFn = void* (*)(size_t);
   using FreeFn = void (*)(void*);
   using UsableSizeFn = size_t (*)(void*);
@@ -114,13 +122,42 @@ class Backend {
   using PropertyFn = int (*)(const char*, size_t*);
   using ReleaseFreeMemoryFn = void (*)();
 
-  MallocFn malloc_fn_ = nullptr;
-  FreeFn free_fn_ = nullptr;
-  UsableSizeFn usable_size_fn_ = nullptr;
-  NallocxFn nallocx_fn_ = nullptr;
-  PropertyFn property_fn_ = nullptr;
-  ReleaseFreeMemoryFn release_free_memory_fn_ = nullptr;
-  bool prediction_exact_ = false;
+  // One backend's entry points. A published set is never changed or freed,
+  // so a thread that loaded it may go on using it while select() publishes
+  // another.
+  struct Functions {
+    MallocFn malloc_fn = nullptr;
+    FreeFn free_fn = nullptr;
+    UsableSizeFn usable_size_fn = nullptr;
+    NallocxFn nallocx_fn = nullptr;
+    PropertyFn property_fn = nullptr;
+    ReleaseFreeMemoryFn release_free_memory_fn = nullptr;
+    bool prediction_exact = false;
+
+    bool operator==(const Functions& other) const;
+  };
+
+  Backend();
+  const Functions& functions() const { return *current_.load(std::memory_order_acquire); }
+  // Blocks until a running select() has finished.
+  void wait_for_select() const;
+  void resolve(const std::string& requested);
+  void check_prediction();
+  // Makes `staged_` the set in use.
+  void publish();
+  void use_system(const std::string& source, const std::string& reason);
+  bool use_tcmalloc_symbols(void* handle, const std::string& source);
+  // Defined only in builds that link tcmalloc (MQSA_STATIC_TCMALLOC).
+  void use_bundled_tcmalloc();
+
+  std::atomic<const Functions*> current_{nullptr};
+  std::atomic<bool> switching_{false};
+  // Written while resolving, which runs in the constructor or under the
+  // select mutex, as are `published_` and `info_`.
+  Functions staged_;
+  // Every set published so far, each kept once. Resolving the same backend
+  // again reuses its set, so the list stays as short as the backends tried.
+  std::vector<std::unique_ptr<Functions>> published_;
   BackendInfo info_;
 };
 

@@ -31,10 +31,11 @@ class ThreadCounters {
   uint64_t thread_id() const { return thread_id_; }
 
   // Adds `delta` (possibly negative) to counter `slot`. Only the owning
-  // thread writes, so a plain load and store is exact.
-  void add(int slot, int64_t delta) {
+  // thread writes, so a plain load and store is exact. `order` orders the
+  // store for a reader that must see what came before it.
+  void add(int slot, int64_t delta, std::memory_order order = std::memory_order_relaxed) {
     std::atomic<int64_t>& value = values_[slot];
-    value.store(value.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
+    value.store(value.load(std::memory_order_relaxed) + delta, order);
   }
 
   int64_t value(int slot) const { return values_[slot].load(std::memory_order_relaxed); }

@@ -3,8 +3,11 @@
 // an installed tcmalloc library print why they were skipped.
 #include <dlfcn.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "backend.h"
@@ -122,6 +125,51 @@ TEST(backend_select_refused_with_live_block) {
   CHECK(backend.info().name == "system");
 
   backend.release(ptr);
+  CHECK_EQ(backend.select(requested_backend()), MQ_SUCCESS);
+}
+
+// Threads allocate and free blocks while another switches the backend back
+// and forth. A block freed by the allocator that did not make it aborts the
+// process (glibc) or corrupts tcmalloc's heap, and the usable size of a block
+// asked of the wrong allocator is garbage. CHECK is not thread-safe, so the
+// threads only count, and the main thread checks the counts.
+TEST(backend_select_races_allocations) {
+  if (!tcmalloc_available()) return;
+
+  Backend& backend = Backend::instance();
+  constexpr int kThreads = 2;
+  std::atomic<bool> done{false};
+  std::atomic<long> allocations{0};
+  std::atomic<long> wrong_sizes{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      long count = 0;
+      while (!done.load(std::memory_order_relaxed)) {
+        void* ptr = backend.allocate(48);
+        if (ptr == nullptr) continue;
+        // Both backends round 48 bytes up by less than a page.
+        size_t usable = backend.usable_size(ptr);
+        if (usable < 48 || usable > 4096) wrong_sizes.fetch_add(1);
+        backend.release(ptr);
+        count += 1;
+      }
+      allocations.fetch_add(count);
+    });
+  }
+
+  int switches = 0;
+  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+  for (int i = 0; std::chrono::steady_clock::now() < end; ++i) {
+    if (backend.select(i % 2 == 0 ? "system" : "tcmalloc") == MQ_SUCCESS) switches += 1;
+  }
+  done.store(true);
+  for (std::thread& thread : threads) thread.join();
+
+  CHECK_EQ(wrong_sizes.load(), 0);
+  CHECK(switches > 0);
+  CHECK(allocations.load() > 0);
+  std::printf("  %d switches during %ld allocations\n", switches, allocations.load());
   CHECK_EQ(backend.select(requested_backend()), MQ_SUCCESS);
 }
 
