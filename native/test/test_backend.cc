@@ -153,14 +153,21 @@ TEST(backend_select_races_allocations) {
         if (usable < 48 || usable > 4096) wrong_sizes.fetch_add(1);
         backend.release(ptr);
         count += 1;
+        // Gives the switching thread moments with no block live, which it
+        // would seldom get under valgrind, where threads take turns.
+        if (count % 16 == 0) std::this_thread::yield();
       }
       allocations.fetch_add(count);
     });
   }
 
+  // Runs for 300 ms, and on until the first switch, for 5 s at most.
   int switches = 0;
-  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
-  for (int i = 0; std::chrono::steady_clock::now() < end; ++i) {
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0;; ++i) {
+    auto elapsed = std::chrono::steady_clock::now() - start;
+    if (elapsed > std::chrono::seconds(5)) break;
+    if (elapsed > std::chrono::milliseconds(300) && switches > 0) break;
     if (backend.select(i % 2 == 0 ? "system" : "tcmalloc") == MQ_SUCCESS) switches += 1;
   }
   done.store(true);
