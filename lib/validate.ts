@@ -27,7 +27,8 @@ export function assertSeconds(name: string, value: unknown): asserts value is nu
 /**
  * Throws unless `value` is a usable client id: a non-empty, well-formed
  * string (no lone surrogates, which UTF-8 cannot carry and which would make
- * two ids collide) of at most 65,535 bytes of UTF-8.
+ * two ids collide) of at most 65,535 bytes of UTF-8, without U+0000, which
+ * MQTT forbids in its strings (MQTT 3.1.1 section 1.5.3, MQTT 5 section 1.5.4).
  */
 export function assertClientId(value: unknown): asserts value is string {
   if (typeof value !== 'string' || value.length === 0) {
@@ -35,6 +36,9 @@ export function assertClientId(value: unknown): asserts value is string {
   }
   if (!value.isWellFormed()) {
     throw invalidArgument('clientId', value, 'a well-formed Unicode string without lone surrogates');
+  }
+  if (value.includes('\u0000')) {
+    throw invalidArgument('clientId', value, 'a string without U+0000, which MQTT forbids in strings');
   }
   if (value.length > MAX_CLIENT_ID_BYTES / 3 && Buffer.byteLength(value, 'utf8') > MAX_CLIENT_ID_BYTES) {
     throw invalidArgument('clientId', value, `at most ${MAX_CLIENT_ID_BYTES} bytes of UTF-8`);

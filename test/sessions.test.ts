@@ -311,7 +311,7 @@ describe('look-alike ids', () => {
     ['quotes and newlines', ['q"1', "q'1", 'q\n1', 'q\r\n1', 'q\\1', 'q`1', 'q\t1']],
     ['non-ASCII', ['é', 'e\u0301', 'ü', 'Ü', '客户端', 'клиент', 'ﬁ', 'fi']],
     ['emoji', ['😀', '😀😀', '👩‍👩‍👧', '👩', '🏳️‍🌈']],
-    ['NUL and spaces', ['n', 'n\u0000', 'n\u0000x', ' n', 'n ', '\u00a0n']],
+    ['control characters and spaces', ['n', 'n\u0001', 'n\u0001x', ' n', 'n ', '\u00a0n']],
   ];
 
   describe.each(families)('%s', (_family, ids) => {
@@ -431,5 +431,22 @@ describe('lone surrogates', () => {
 
   test('the replacement character itself is a valid id', () => {
     expect(register('s\ufffd')).toBe(false);
+  });
+});
+
+describe('U+0000 in a client id', () => {
+  test.each([
+    ['inside', 'a\u0000b'],
+    ['at the start', '\u0000a'],
+    ['alone', '\u0000'],
+  ])('%s throws MQ_ERR_INVALID_ARGS', (_name, clientId) => {
+    const error = thrown(() => sessions.registerSession(clientId));
+    expect(error.code).toBe('MQ_ERR_INVALID_ARGS');
+    expect(error.message).toContain('U+0000');
+    expect(sessions.hasSession('a')).toBe(false);
+  });
+
+  test('setClientMemoryLimit rejects it too', () => {
+    expect(thrown(() => manager.setClientMemoryLimit('a\u0000b', 10)).code).toBe('MQ_ERR_INVALID_ARGS');
   });
 });
