@@ -45,13 +45,11 @@ int Backend::select(const std::string& requested) {
 
   // Dekker's pattern with allocate(): this thread announces the switch and
   // then reads the counts; an allocating thread counts its block and then
-  // reads the announcement. The fences make at least one of them see the
-  // other's write.
-  switching_.store(true, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  bool idle = counter_total(kCounterLiveBlocks) == 0;
-  // Pairs with the release order of the count in release().
-  std::atomic_thread_fence(std::memory_order_acquire);
+  // reads the announcement. All four accesses are sequentially consistent,
+  // so at least one of the two threads reads the other's write. The reads
+  // of the counts also acquire the frees that release() finished.
+  switching_.store(true, std::memory_order_seq_cst);
+  bool idle = counter_total(kCounterLiveBlocks, std::memory_order_seq_cst) == 0;
   if (idle) {
     resolve(requested);
     check_prediction();

@@ -68,11 +68,11 @@ class Backend {
 
   // The same, counting the block in `counters`, the calling thread's.
   void* allocate(size_t size, ThreadCounters& counters) {
-    counters.add(kCounterLiveBlocks, 1);
-    // Pairs with the fence in select(): either select() reads this block
-    // counted and refuses to switch, or this thread reads that it switches.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (switching_.load(std::memory_order_relaxed)) wait_for_select();
+    // With select(), sequentially consistent: either select() reads this
+    // block counted and refuses to switch, or this thread reads that it
+    // switches.
+    counters.add(kCounterLiveBlocks, 1, std::memory_order_seq_cst);
+    if (switching_.load(std::memory_order_seq_cst)) wait_for_select();
     void* ptr = functions().malloc_fn(size == 0 ? 1 : size);
     if (ptr == nullptr) counters.add(kCounterLiveBlocks, -1);
     return ptr;

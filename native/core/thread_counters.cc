@@ -44,11 +44,11 @@ ThreadCounters& this_thread_counters() {
   return counters;
 }
 
-int64_t counter_total(int slot) {
+int64_t counter_total(int slot, std::memory_order order) {
   Registry& shared = registry();
   std::lock_guard<std::mutex> lock(shared.mutex);
   int64_t total = shared.retired[slot];
-  for (const ThreadCounters* counters : shared.live) total += counters->value(slot);
+  for (const ThreadCounters* counters : shared.live) total += counters->value(slot, order);
   return total;
 }
 

@@ -38,7 +38,9 @@ class ThreadCounters {
     value.store(value.load(std::memory_order_relaxed) + delta, order);
   }
 
-  int64_t value(int slot) const { return values_[slot].load(std::memory_order_relaxed); }
+  int64_t value(int slot, std::memory_order order = std::memory_order_relaxed) const {
+    return values_[slot].load(order);
+  }
 
  private:
   const uint64_t thread_id_;
@@ -53,6 +55,7 @@ ThreadCounters& this_thread_counters();
 // thread and freed on another moves between two threads' counters, so a
 // read that overlaps such a free can be off by that block for a moment.
 // The total is exact whenever no free is in flight.
-int64_t counter_total(int slot);
+// `order` orders the reads of the threads' counters.
+int64_t counter_total(int slot, std::memory_order order = std::memory_order_relaxed);
 
 }  // namespace mqsa
