@@ -243,6 +243,12 @@ export class GlobalSessionManager extends EventEmitter<GlobalSessionManagerEvent
     return toTagRecord(native.limitViolations());
   }
 
+  /** Payloads that SessionQueues dropped under 'drop-oldest' since the
+   * process started, on all threads. Each was also emitted as a 'drop' event. */
+  getQueueDrops(): number {
+    return native.queueDrops();
+  }
+
   getAllocatorHierarchy(): AllocatorNode {
     return toAllocatorNode(native.hierarchy());
   }

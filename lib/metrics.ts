@@ -35,6 +35,7 @@ export const METRIC_NAMES = {
   globalLimit: 'mqtt_session_global_memory_limit_bytes',
   clientUsage: 'mqtt_session_client_memory_bytes',
   violations: 'mqtt_session_limit_violations_total',
+  queueDrops: 'mqtt_session_queue_dropped_total',
   backendInfo: 'mqtt_session_backend_info',
   heap: 'mqtt_session_backend_heap_bytes',
 } as const;
@@ -57,6 +58,8 @@ type PromClient = typeof import('prom-client');
  *   that leave the top list or expire disappear and the label set stays bounded.
  * - `mqtt_session_limit_violations_total{tag}`: allocations rejected by a limit
  *   since the process started
+ * - `mqtt_session_queue_dropped_total`: payloads that SessionQueues dropped
+ *   under 'drop-oldest' since the process started, on all threads
  * - `mqtt_session_backend_info{backend,version}`: always 1
  * - `mqtt_session_backend_heap_bytes{kind}`: tcmalloc's heap figures
  *   (`heap_size`, `pageheap_free_bytes`, ...), with no series for the system allocator
@@ -196,6 +199,16 @@ function createMetrics(prom: PromClient, manager: GlobalSessionManager, topClien
     },
   });
 
+  const queueDrops = new prom.Counter({
+    name: METRIC_NAMES.queueDrops,
+    help: "Payloads that session queues dropped under 'drop-oldest' to make room, since the process started.",
+    registers: [],
+    collect() {
+      this.reset();
+      this.inc(manager.getQueueDrops());
+    },
+  });
+
   const backendInfo = new prom.Gauge({
     name: METRIC_NAMES.backendInfo,
     help: 'Memory backend in use (tcmalloc or system) and its version. The value is always 1.',
@@ -227,6 +240,7 @@ function createMetrics(prom: PromClient, manager: GlobalSessionManager, topClien
     { name: METRIC_NAMES.globalLimit, metric: globalLimit },
     { name: METRIC_NAMES.clientUsage, metric: clientUsage },
     { name: METRIC_NAMES.violations, metric: violations },
+    { name: METRIC_NAMES.queueDrops, metric: queueDrops },
     { name: METRIC_NAMES.backendInfo, metric: backendInfo },
     { name: METRIC_NAMES.heap, metric: heap },
   ];

@@ -145,11 +145,14 @@ export interface NativeAddon {
   queueCreate(): NativeQueueHandle;
   /** Returns the bytes charged, or 0 when a limit refused the payload. */
   queuePush(queue: NativeQueueHandle, token: NativeAllocatorToken, payload: Uint8Array): number;
-  /** Frees the oldest payload, copying it first into `target` when given (a Buffer of exactly its size). */
-  queueShift(queue: NativeQueueHandle, target: Buffer | undefined): void;
+  /** Frees the oldest payload, copying it first into `target` when given
+   * (a Buffer of exactly its size). `dropped` counts it in queueDrops(). */
+  queueShift(queue: NativeQueueHandle, target: Buffer | undefined, dropped?: boolean): void;
   queuePeek(queue: NativeQueueHandle): Buffer | undefined;
   queueClear(queue: NativeQueueHandle): void;
   queueCharged(queue: NativeQueueHandle): number;
+  /** Payloads dropped under 'drop-oldest' by the queues of all threads since the process started. */
+  queueDrops(): number;
   /** Same results as NativeAllocator.allocate. */
   allocateFrom(token: NativeAllocatorToken, size: number, throwOnLimit: boolean): Buffer | ArrayBuffer | undefined;
 }

@@ -187,7 +187,7 @@ export class SessionQueue extends EventEmitter<SessionQueueEvents> {
   private dropOldest(): void {
     const size = this.takeSize();
     const copy = this.listenerCount('drop') > 0 ? outputBuffer(size) : undefined;
-    native.queueShift(this.handle, copy);
+    native.queueShift(this.handle, copy, true);
     if (copy !== undefined) this.emit('drop', copy);
   }
 }

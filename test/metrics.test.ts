@@ -192,6 +192,7 @@ describe('registerPrometheusMetrics', () => {
       mqtt_session_global_memory_limit_bytes: 'gauge',
       mqtt_session_client_memory_bytes: 'gauge',
       mqtt_session_limit_violations_total: 'counter',
+      mqtt_session_queue_dropped_total: 'counter',
       mqtt_session_backend_info: 'gauge',
       mqtt_session_backend_heap_bytes: 'gauge',
     });
@@ -261,6 +262,21 @@ describe('registerPrometheusMetrics', () => {
     for (const [tag, count] of Object.entries(manager.getLimitViolations())) {
       expect([tag, valueOf(parsed, 'mqtt_session_limit_violations_total', { tag })]).toEqual([tag, count]);
     }
+  });
+
+  test('queue drops follow manager count', async () => {
+    const id = uniqueId('queue-drops');
+    threads.registerSession(id, { memoryLimit: 0, expiryInterval: 0 });
+    registered.push(id);
+    const before = valueOf(await scrape(registry), 'mqtt_session_queue_dropped_total');
+    const queue = threads.createSessionQueue(id, { overflow: 'drop-oldest', maxMessages: 1 });
+
+    for (let i = 0; i < 4; i += 1) queue.push(Buffer.alloc(32, i));
+    queue.clear();
+    const parsed = await scrape(registry);
+
+    expect(valueOf(parsed, 'mqtt_session_queue_dropped_total')).toBe((before ?? 0) + 3);
+    expect(valueOf(parsed, 'mqtt_session_queue_dropped_total')).toBe(manager.getQueueDrops());
   });
 
   test('backend info is one series', async () => {

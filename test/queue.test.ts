@@ -292,6 +292,26 @@ describe("overflow 'drop-oldest'", () => {
     expect(drops).toEqual(['a', 'b']);
   });
 
+  test('drops are counted with or without a listener', () => {
+    const queue = sessions.createSessionQueue(client(), { overflow: 'drop-oldest', maxMessages: 2 });
+    const before = manager.getQueueDrops();
+    for (const text of 'abcd') queue.push(payload(text));
+    expect(manager.getQueueDrops()).toBe(before + 2);
+
+    queue.on('drop', () => undefined);
+    queue.push(payload('e'));
+    expect(manager.getQueueDrops()).toBe(before + 3);
+  });
+
+  test('shift and clear are not counted as drops', () => {
+    const queue = sessions.createSessionQueue(client(), { overflow: 'drop-oldest', maxMessages: 3 });
+    const before = manager.getQueueDrops();
+    for (const text of 'abc') queue.push(payload(text));
+    queue.shift();
+    queue.clear();
+    expect(manager.getQueueDrops()).toBe(before);
+  });
+
   test('a dropped payload is a plain Buffer the listener owns', () => {
     const queue = sessions.createSessionQueue(client(), { overflow: 'drop-oldest', maxMessages: 1 });
     const drops: Buffer[] = [];

@@ -22,6 +22,26 @@ afterEach(() => {
   manager.setThreadMemoryLimit(0);
 });
 
+describe('queue drops', () => {
+  test("the main thread counts a worker's drops", async () => {
+    const before = manager.getQueueDrops();
+    const worker = startWorker(
+      `${PRELUDE}
+      sessions.registerSession('workers-queue-drops', { memoryLimit: 0, expiryInterval: 0 });
+      const queue = sessions.createSessionQueue('workers-queue-drops', { overflow: 'drop-oldest', maxMessages: 1 });
+      for (let i = 0; i < 5; i += 1) queue.push(Buffer.alloc(64, i));
+      queue.clear();
+      sessions.sessionAllocators.cleanupSessionAllocators('workers-queue-drops');
+      parentPort.postMessage({ drops: manager.getQueueDrops() });`,
+    );
+    const seen = await nextMessage(worker);
+    await exited(worker);
+
+    expect(manager.getQueueDrops()).toBe(before + 4);
+    expect(seen.drops).toBe(before + 4);
+  });
+});
+
 describe('shared state', () => {
   const CLIENT = 'workers-shared';
   let buffer: Buffer;

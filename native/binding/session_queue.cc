@@ -1,5 +1,7 @@
 #include "session_queue.h"
 
+#include <atomic>
+#include <cstdint>
 #include <cstring>
 
 #include "allocator_object.h"
@@ -20,6 +22,10 @@ void NativeQueue::clear() {
 }
 
 namespace {
+
+// Payloads dropped under 'drop-oldest' by the queues of every thread since
+// the process started.
+std::atomic<uint64_t> g_queue_drops{0};
 
 // Runs on the owning thread when the queue object is collected, or during
 // teardown after the cleanup hook has already cleared the queue.
@@ -83,13 +89,13 @@ napi_value queue_push(napi_env raw_env, napi_callback_info info) {
   return Napi::Number::New(env, static_cast<double>(queue->blocks.back().usable));
 }
 
-// queueShift(queue, target): removes the oldest payload and frees its
-// block, copying the payload into `target` (a Buffer of exactly its size)
-// unless `target` is undefined. The caller creates the target in
-// JavaScript, which is much cheaper than a Buffer made here. A hot callback
-// (see hot_call.h).
+// queueShift(queue, target, dropped): removes the oldest payload and frees
+// its block, copying the payload into `target` (a Buffer of exactly its
+// size) unless `target` is undefined. The caller creates the target in
+// JavaScript, which is much cheaper than a Buffer made here. With `dropped`
+// true, the payload is counted as dropped. A hot callback (see hot_call.h).
 napi_value queue_shift(napi_env raw_env, napi_callback_info info) {
-  HotCall<2> call(raw_env, info);
+  HotCall<3> call(raw_env, info);
   Napi::Env env = call.env;
   NativeQueue* queue = queue_argument(env, call.args[0]);
   if (queue == nullptr) return nullptr;
@@ -113,7 +119,18 @@ napi_value queue_shift(napi_env raw_env, napi_callback_info info) {
   block.allocator->deallocate(block.data, block.usable, *queue->thread->counters);
   queue->charged -= block.usable;
   queue->blocks.pop_front();
+
+  // Anything but true, including a missing argument, is a plain shift.
+  bool dropped = false;
+  napi_get_value_bool(raw_env, call.args[2], &dropped);
+  if (dropped) g_queue_drops.fetch_add(1, std::memory_order_relaxed);
   return nullptr;
+}
+
+// queueDrops(): payloads dropped under 'drop-oldest' by the queues of every
+// thread since the process started.
+Napi::Value queue_drops(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(g_queue_drops.load(std::memory_order_relaxed)));
 }
 
 // queuePeek(queue): a Buffer copy of the oldest payload, or undefined.
@@ -152,6 +169,7 @@ void export_queue_functions(Napi::Env env, Napi::Object exports) {
   exports.Set("queuePeek", Napi::Function::New(env, queue_peek, "queuePeek"));
   exports.Set("queueClear", Napi::Function::New(env, queue_clear, "queueClear"));
   exports.Set("queueCharged", Napi::Function::New(env, queue_charged, "queueCharged"));
+  exports.Set("queueDrops", Napi::Function::New(env, queue_drops, "queueDrops"));
 }
 
 }  // namespace mqsa
