@@ -109,30 +109,11 @@ void Backend::use_system(const std::string& source, const std::string& reason) {
   info_.fallback_reason = reason;
 }
 
-// Takes every tcmalloc entry point from `handle` (RTLD_DEFAULT or a dlopen
-// handle). Returns false, changing nothing, when one is missing.
-bool Backend::use_tcmalloc_symbols(void* handle, const std::string& source) {
-  auto malloc_fn = reinterpret_cast<MallocFn>(dlsym(handle, "tc_malloc"));
-  auto free_fn = reinterpret_cast<FreeFn>(dlsym(handle, "tc_free"));
-  auto usable_fn = reinterpret_cast<UsableSizeFn>(dlsym(handle, "tc_malloc_size"));
-  auto nallocx_fn = reinterpret_cast<NallocxFn>(dlsym(handle, "tc_nallocx"));
-  auto property_fn = reinterpret_cast<PropertyFn>(
-      dlsym(handle, "MallocExtension_GetNumericProperty"));
-  auto release_fn = reinterpret_cast<ReleaseFreeMemoryFn>(
-      dlsym(handle, "MallocExtension_ReleaseFreeMemory"));
-  using VersionFn = const char* (*)(int*, int*, const char**);
-  auto version_fn = reinterpret_cast<VersionFn>(dlsym(handle, "tc_version"));
-  if (malloc_fn == nullptr || free_fn == nullptr || usable_fn == nullptr) {
-    return false;
-  }
-
-  staged_ = Functions();
-  staged_.malloc_fn = malloc_fn;
-  staged_.free_fn = free_fn;
-  staged_.usable_size_fn = usable_fn;
-  staged_.nallocx_fn = nallocx_fn;
-  staged_.property_fn = property_fn;
-  staged_.release_free_memory_fn = release_fn;
+// Stages a tcmalloc's entry points and records where they came from. The
+// library is the file that contains `functions.malloc_fn`: a shared library,
+// or the addon itself for the copy linked into it.
+void Backend::use_tcmalloc(const Functions& functions, VersionFn version_fn, const std::string& source) {
+  staged_ = functions;
   info_ = BackendInfo();
   info_.kind = BackendKind::kTcmalloc;
   info_.name = "tcmalloc";
@@ -144,39 +125,44 @@ bool Backend::use_tcmalloc_symbols(void* handle, const std::string& source) {
     info_.version = version_fn(&major, &minor, &patch);
   }
   Dl_info where;
-  if (dladdr(reinterpret_cast<void*>(malloc_fn), &where) != 0 &&
+  if (dladdr(reinterpret_cast<void*>(functions.malloc_fn), &where) != 0 &&
       where.dli_fname != nullptr) {
     info_.library = where.dli_fname;
   }
+}
+
+// Takes every tcmalloc entry point from `handle` (RTLD_DEFAULT or a dlopen
+// handle). Returns false, changing nothing, when one is missing.
+bool Backend::use_tcmalloc_symbols(void* handle, const std::string& source) {
+  Functions functions;
+  functions.malloc_fn = reinterpret_cast<MallocFn>(dlsym(handle, "tc_malloc"));
+  functions.free_fn = reinterpret_cast<FreeFn>(dlsym(handle, "tc_free"));
+  functions.usable_size_fn = reinterpret_cast<UsableSizeFn>(dlsym(handle, "tc_malloc_size"));
+  functions.nallocx_fn = reinterpret_cast<NallocxFn>(dlsym(handle, "tc_nallocx"));
+  functions.property_fn = reinterpret_cast<PropertyFn>(
+      dlsym(handle, "MallocExtension_GetNumericProperty"));
+  functions.release_free_memory_fn = reinterpret_cast<ReleaseFreeMemoryFn>(
+      dlsym(handle, "MallocExtension_ReleaseFreeMemory"));
+  if (functions.malloc_fn == nullptr || functions.free_fn == nullptr ||
+      functions.usable_size_fn == nullptr) {
+    return false;
+  }
+
+  use_tcmalloc(functions, reinterpret_cast<VersionFn>(dlsym(handle, "tc_version")), source);
   return true;
 }
 
 #ifdef MQSA_STATIC_TCMALLOC
 // Takes the copy of tcmalloc linked into this addon.
 void Backend::use_bundled_tcmalloc() {
-  staged_ = Functions();
-  staged_.malloc_fn = tc_malloc;
-  staged_.free_fn = tc_free;
-  staged_.usable_size_fn = tc_malloc_size;
-  staged_.nallocx_fn = tc_nallocx;
-  staged_.property_fn = MallocExtension_GetNumericProperty;
-  staged_.release_free_memory_fn = MallocExtension_ReleaseFreeMemory;
-  info_ = BackendInfo();
-  info_.kind = BackendKind::kTcmalloc;
-  info_.name = "tcmalloc";
-  info_.source = "bundled";
-  {
-    int major = 0;
-    int minor = 0;
-    const char* patch = nullptr;
-    info_.version = tc_version(&major, &minor, &patch);
-  }
-  // The library is the file that contains this copy: the addon itself.
-  Dl_info where;
-  if (dladdr(reinterpret_cast<void*>(&tc_malloc), &where) != 0 &&
-      where.dli_fname != nullptr) {
-    info_.library = where.dli_fname;
-  }
+  Functions functions;
+  functions.malloc_fn = tc_malloc;
+  functions.free_fn = tc_free;
+  functions.usable_size_fn = tc_malloc_size;
+  functions.nallocx_fn = tc_nallocx;
+  functions.property_fn = MallocExtension_GetNumericProperty;
+  functions.release_free_memory_fn = MallocExtension_ReleaseFreeMemory;
+  use_tcmalloc(functions, tc_version, "bundled");
 }
 #endif
 

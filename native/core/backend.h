@@ -121,6 +121,7 @@ class Backend {
   using NallocxFn = size_t (*)(size_t, int);
   using PropertyFn = int (*)(const char*, size_t*);
   using ReleaseFreeMemoryFn = void (*)();
+  using VersionFn = const char* (*)(int*, int*, const char**);
 
   // One backend's entry points. A published set is never changed or freed,
   // so a thread that loaded it may go on using it while select() publishes
@@ -146,6 +147,7 @@ class Backend {
   // Makes `staged_` the set in use.
   void publish();
   void use_system(const std::string& source, const std::string& reason);
+  void use_tcmalloc(const Functions& functions, VersionFn version_fn, const std::string& source);
   bool use_tcmalloc_symbols(void* handle, const std::string& source);
   // Defined only in builds that link tcmalloc (MQSA_STATIC_TCMALLOC).
   void use_bundled_tcmalloc();
