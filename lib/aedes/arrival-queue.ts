@@ -52,10 +52,10 @@ export class ArrivalQueue<T extends Queueable> {
 
   /** Returns the oldest item for which `match(item, a, b)` is true. The
    * keys are passed separately, so that a caller needs no closure per search. */
-  find<A, B>(match: (item: T, a: A, b: B) => boolean, a: A, b?: B): T | undefined {
+  find<A, B>(match: (item: T, a: A, b: B) => boolean, a: A, b: B): T | undefined {
     for (let i = this.head; i < this.items.length; i += 1) {
       const item = this.items[i] as T;
-      if (item.owner === this && match(item, a, b as B)) return item;
+      if (item.owner === this && match(item, a, b)) return item;
     }
     return undefined;
   }

@@ -14,7 +14,7 @@ import type { Client } from 'aedes';
 
 import type { PayloadHandle } from '../thread-manager';
 import { ArrivalQueue, Queueable } from './arrival-queue';
-import { hasMessageId, isNamed, MessageIndex, NamedMessage, sourceOf } from './message-index';
+import { isNamed, MessageIndex, NamedMessage, sourceOf } from './message-index';
 import type { ClientStoreStats, PersistencePacket, StoredPacket } from './types';
 
 /** Stored message around its payload block `payload`, which is undefined
@@ -378,15 +378,12 @@ export class ClientStore {
   // oldest one, since clients acknowledge in order.
   private inflightEntry(messageId: number): StoredEntry | undefined {
     const oldest = this.inflight.first();
-    if (oldest === undefined) return undefined;
-    if (oldest.messageId === messageId) return oldest;
-    if (messageId > this.packetIdCeiling) return undefined;
-    const index = this.indexForLookup();
-    return index !== undefined ? index.findByMessageId(messageId) : this.inflight.find(hasMessageId, messageId);
+    if (oldest !== undefined && oldest.messageId === messageId) return oldest;
+    return this.packetIdHolder(messageId);
   }
 
-  // Returns the inflight entry with packet id `messageId`, searched in full,
-  // since a new id is seldom the oldest entry's.
+  // Returns the inflight entry with packet id `messageId`, searched in full.
+  // A walk of the list also lowers the ceiling to the highest id found.
   private packetIdHolder(messageId: number): StoredEntry | undefined {
     if (this.inflight.size === 0 || messageId > this.packetIdCeiling) return undefined;
     const index = this.indexForLookup();

@@ -51,11 +51,6 @@ export function isNamed(message: NamedMessage, source: string, brokerCounter: un
   return `${counter ?? ''}` === `${brokerCounter ?? ''}`;
 }
 
-/** Returns true when `message` has the packet id `messageId`. */
-export function hasMessageId(message: NamedMessage, messageId: number): boolean {
-  return message.messageId === messageId;
-}
-
 /**
  * Hash tables over one client's outgoing messages: by name and, for inflight
  * messages, by packet id. A message whose counter is a number is kept under

@@ -134,11 +134,11 @@ describe('ArrivalQueue', () => {
     all[3].id = 1;
     for (const item of all) queue.push(item);
 
-    expect(queue.find(hasId, 1)).toBe(all[1]);
+    expect(queue.find(hasId, 1, undefined)).toBe(all[1]);
     queue.remove(all[1]);
-    expect(queue.find(hasId, 1)).toBe(all[3]);
-    expect(queue.find(hasId, 0)).toBe(all[0]);
-    expect(queue.find(hasId, 9)).toBeUndefined();
+    expect(queue.find(hasId, 1, undefined)).toBe(all[3]);
+    expect(queue.find(hasId, 0, undefined)).toBe(all[0]);
+    expect(queue.find(hasId, 9, undefined)).toBeUndefined();
   });
 
   test('an item moved to another queue leaves the first', () => {
@@ -151,7 +151,7 @@ describe('ArrivalQueue', () => {
     sent.push(all[1]);
 
     expect(ids(queued)).toEqual([0, 2]);
-    expect(queued.find(hasId, 1)).toBeUndefined();
+    expect(queued.find(hasId, 1, undefined)).toBeUndefined();
     expect(queued.has(all[1])).toBe(false);
     expect(sent.has(all[1])).toBe(true);
     queued.remove(all[0]);

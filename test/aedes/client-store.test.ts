@@ -120,15 +120,15 @@ function compare(targets: number[], steps: number, seed: number): number {
   for (let step = 0; step < steps; step += 1) {
     const target = targets[Math.floor(step / 1000) % targets.length];
     const roll = random();
-    const kept = model.entries.length;
+    const stored = model.entries.length;
     // More new messages below the target than above it.
-    const grow = kept < target ? 0.5 : 0.2;
+    const grow = stored < target ? 0.5 : 0.2;
     if (roll < grow) {
-      // A new message, or now and then a repeat of a kept one.
+      // A new message, or now and then a repeat of a stored one.
       let brokerId: string | undefined = random() < 0.15 ? 'peer' : 'home';
       let brokerCounter: unknown = ++counter;
-      if (kept > 0 && random() < 0.1) {
-        const repeated = model.entries[Math.floor(random() * kept)];
+      if (stored > 0 && random() < 0.1) {
+        const repeated = model.entries[Math.floor(random() * stored)];
         brokerId = repeated.brokerId;
         brokerCounter = random() < 0.5 ? `${repeated.brokerCounter}` : repeated.brokerCounter;
       } else if (random() < 0.05) {
@@ -144,18 +144,26 @@ function compare(targets: number[], steps: number, seed: number): number {
         if (handle === undefined) throw new Error('the test limit is too low');
         store.enqueue(packet, handle, SIZE);
       }
-    } else if (roll < grow + (1 - grow) * 0.4 && kept > 0) {
-      // Aedes sends the oldest queued message, or resends any kept one, with
+    } else if (roll < grow + (1 - grow) * 0.4 && stored > 0) {
+      // Aedes sends the oldest queued message, or resends any stored one, with
       // packet ids counting up and wrapping at 300 so that some are reused.
-      const entry = random() < 0.8 ? (model.entries.find((e) => !e.inflight) ?? model.entries[0]) : model.entries[Math.floor(random() * kept)];
+      let entry = model.entries.find((candidate) => !candidate.inflight) ?? model.entries[0];
+      if (random() >= 0.8) entry = model.entries[Math.floor(random() * stored)];
       const messageId = random() < 0.2 && entry.messageId !== undefined ? entry.messageId : nextId;
       nextId = (nextId % 300) + 1;
       check(store.markInflight(entry.brokerId, entry.brokerCounter as number, messageId) === model.markInflight(entry.brokerId, entry.brokerCounter, messageId));
     } else if (roll < grow + (1 - grow) * 0.9) {
       // Acknowledgements come mostly for the oldest inflight message.
-      const sent = model.entries.filter((e) => e.inflight && e.messageId !== undefined);
-      const pick = sent.length === 0 || random() < 0.1 ? { messageId: Math.floor(random() * 300) + 1 } : sent[random() < 0.7 ? 0 : Math.floor(random() * sent.length)];
-      const messageId = pick.messageId as number;
+      const sent = model.entries.filter((candidate) => candidate.inflight && candidate.messageId !== undefined);
+      let messageId: number;
+      if (sent.length === 0 || random() < 0.1) {
+        // Now and then a packet id that may name no message.
+        messageId = Math.floor(random() * 300) + 1;
+      } else if (random() < 0.7) {
+        messageId = sent[0].messageId as number;
+      } else {
+        messageId = sent[Math.floor(random() * sent.length)].messageId as number;
+      }
       if (random() < 0.1) {
         check(store.markReceived(messageId) === model.markReceived(messageId));
       } else {

@@ -328,8 +328,8 @@ test('ack event carries the payload', async () => {
 test('ack without listener frees without copy', async () => {
   testBroker = await startBroker({ logger: silent, expiryInterval: 3600 });
   const persistence = testBroker.persistence!;
-  const subscriberId = uniqueId('unheard');
-  const topic = `unheard/${subscriberId}`;
+  const subscriberId = uniqueId('no-ack-listener');
+  const topic = `no-ack-listener/${subscriberId}`;
   await leaveOffline(subscriberId, topic);
   const client = { id: subscriberId };
   const packet = (brokerCounter: number, index: number): PersistencePacket => ({
@@ -341,15 +341,15 @@ test('ack without listener frees without copy', async () => {
   await persistence.outgoingUpdate(client, { cmd: 'publish', brokerId: 'peer', brokerCounter: 2, messageId: 2 });
 
   // Aedes hands the packet only to 'ack' listeners, and there are none.
-  const unheard = await persistence.outgoingClearMessageId(client, { cmd: 'puback', messageId: 1 });
-  expect(unheard).toMatchObject({ cmd: 'publish', brokerId: 'peer', brokerCounter: 1, messageId: 1 });
-  expect(unheard?.payload).toBeUndefined();
+  const withoutListener = await persistence.outgoingClearMessageId(client, { cmd: 'puback', messageId: 1 });
+  expect(withoutListener).toMatchObject({ cmd: 'publish', brokerId: 'peer', brokerCounter: 1, messageId: 1 });
+  expect(withoutListener?.payload).toBeUndefined();
   expect(usageOf(subscriberId)).toBe(512);
 
   testBroker.broker.on('ack', () => undefined);
-  const heard = await persistence.outgoingClearMessageId(client, { cmd: 'puback', messageId: 2 });
-  expect(heard?.payload?.readUInt32BE(0)).toBe(1);
-  expect(heard?.payload?.length).toBe(512);
+  const withListener = await persistence.outgoingClearMessageId(client, { cmd: 'puback', messageId: 2 });
+  expect(withListener?.payload?.readUInt32BE(0)).toBe(1);
+  expect(withListener?.payload?.length).toBe(512);
   expect(usageOf(subscriberId)).toBe(0);
 });
 
