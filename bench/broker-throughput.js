@@ -7,9 +7,16 @@
 // 1 KiB payloads. A round publishes a burst (at most WINDOW unacknowledged
 // publishes at a time) and ends when every subscriber has every message.
 // The figure is messages delivered to all subscribers per second. Rounds
-// alternate between the two brokers. Each round also reads the broker
-// process's CPU time, for its cost per delivered message.
+// alternate between the brokers. Each round also reads the broker process's
+// CPU time, for its cost per delivered message, and the TCP segments that
+// the machine sent, per published message.
+//
+// A third broker, copying, is a reference: stock Aedes whose persistence
+// stores a plain Buffer copy of each payload per subscriber, with no limits
+// and no accounting. Its ratio to stock shows what one copy per subscriber
+// costs in this setup, apart from how this package makes and accounts it.
 'use strict';
+const fs = require('node:fs');
 const path = require('node:path');
 const { fork } = require('node:child_process');
 const { once } = require('node:events');
@@ -124,6 +131,23 @@ function burst({ publisher, subscribers }, messages) {
   });
 }
 
+/**
+ * Returns the TCP segments sent on this machine so far (Linux's OutSegs), or
+ * undefined where /proc/net/snmp cannot be read. Other processes' traffic
+ * counts too, so the figure is only meaningful on an otherwise idle network.
+ */
+function sentSegments() {
+  let text;
+  try {
+    text = fs.readFileSync('/proc/net/snmp', 'utf8');
+  } catch {
+    return undefined;
+  }
+  const [names, values] = text.split('\n').filter((line) => line.startsWith('Tcp:')).map((line) => line.split(/\s+/));
+  const column = names?.indexOf('OutSegs') ?? -1;
+  return column < 0 || values === undefined ? undefined : Number(values[column]);
+}
+
 async function closeClients({ publisher, subscribers }) {
   await Promise.all([publisher, ...subscribers.map((s) => s.client)].map((c) => c.endAsync()));
 }
@@ -132,12 +156,15 @@ async function run({ quick }) {
   const backend = 'tcmalloc';
   const messages = quick ? 1_000 : 20_000;
   const rounds = quick ? 3 : 9;
-  const variants = ['stock', 'bounded'];
+  const variants = ['stock', 'copying', 'bounded'];
   const brokers = {};
   const clients = {};
-  const samples = { stock: [], bounded: [] };
+  const samples = { stock: [], copying: [], bounded: [] };
   // Broker CPU time per delivered message, in ns.
-  const cpu = { stock: [], bounded: [] };
+  const cpu = { stock: [], copying: [], bounded: [] };
+  // TCP segments sent on the machine per published message.
+  const segments = { stock: [], copying: [], bounded: [] };
+  let finished = false;
   try {
     for (const variant of variants) {
       brokers[variant] = await startBroker(variant, backend);
@@ -145,16 +172,27 @@ async function run({ quick }) {
       await burst(clients[variant], Math.min(messages, 2_000)); // warm-up
     }
     for (let round = 0; round < rounds; round++) {
-      const order = round % 2 === 0 ? variants : [...variants].reverse();
+      // The order rotates. Over a multiple of three rounds (9, or 3 with
+      // --quick), each broker runs first, second and last equally often.
+      const order = variants.map((_, i) => variants[(i + round) % variants.length]);
       for (const variant of order) {
         const before = await brokerCpu(brokers[variant]);
+        const segmentsBefore = sentSegments();
         samples[variant].push(await burst(clients[variant], messages));
+        const segmentsAfter = sentSegments();
         const used = (await brokerCpu(brokers[variant])) - before;
         cpu[variant].push((used * 1000) / (messages * SUBSCRIBERS));
+        if (segmentsBefore !== undefined && segmentsAfter !== undefined) {
+          segments[variant].push((segmentsAfter - segmentsBefore) / messages);
+        }
       }
     }
+    finished = true;
   } finally {
     for (const variant of variants) if (clients[variant]) await closeClients(clients[variant]);
+    // After a failure, a broker still running would keep this process alive
+    // through its IPC channel.
+    if (!finished) for (const broker of Object.values(brokers)) broker.child.kill();
   }
   const brokerReports = {};
   for (const variant of variants) brokerReports[variant] = await stopBroker(brokers[variant]);
@@ -164,11 +202,20 @@ async function run({ quick }) {
     rounds,
     subscribers: SUBSCRIBERS,
     stock: common.summarize(samples.stock),
+    copying: common.summarize(samples.copying),
     bounded: common.summarize(samples.bounded),
     ratio: common.pairedRatios(samples.bounded, samples.stock),
+    copyingRatio: common.pairedRatios(samples.copying, samples.stock),
     cpuStock: common.summarize(cpu.stock),
+    cpuCopying: common.summarize(cpu.copying),
     cpuBounded: common.summarize(cpu.bounded),
     cpuRatio: common.pairedRatios(cpu.bounded, cpu.stock),
+    cpuCopyingRatio: common.pairedRatios(cpu.copying, cpu.stock),
+    segments: segments.stock.length === 0 ? undefined : {
+      stock: common.summarize(segments.stock),
+      copying: common.summarize(segments.copying),
+      bounded: common.summarize(segments.bounded),
+    },
     brokers: brokerReports,
   };
 }
