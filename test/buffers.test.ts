@@ -282,7 +282,7 @@ describe('release rejected', () => {
     const usage = clientUsage();
     expect(sessions.isSessionBuffer(makeView(buffer))).toBe(true);
 
-    sessions.release(makeView(buffer));
+    sessions.release(makeView(buffer) as ArrayBufferView | ArrayBuffer);
 
     expect(buffer.length).toBe(0);
     expect(clientUsage()).toBeLessThan(usage);
@@ -293,7 +293,7 @@ describe('release rejected', () => {
     const buffer = sessions.allocate(CLIENT, 0);
     const usage = clientUsage();
 
-    sessions.release(buffer.buffer);
+    sessions.release(buffer.buffer as ArrayBuffer);
 
     expect(clientUsage()).toBeLessThan(usage);
   });

@@ -34,7 +34,7 @@ describe('queue drops', () => {
       sessions.sessionAllocators.cleanupSessionAllocators('workers-queue-drops');
       parentPort.postMessage({ drops: manager.getQueueDrops() });`,
     );
-    const seen = await nextMessage(worker);
+    const seen = await nextMessage<{ drops: number }>(worker);
     await exited(worker);
 
     expect(manager.getQueueDrops()).toBe(before + 4);

@@ -194,7 +194,7 @@ function compare(targets: number[], steps: number, seed: number): number {
 
   store.clear();
   check(usageOf(clientId) === 0);
-  sessions.unregisterSession(clientId, 0);
+  sessions.unregisterSession(clientId);
   return mismatches;
 }
 

@@ -77,7 +77,9 @@ const unbounded: { rssGrowth?: number; arrayBufferGrowth?: number } = {};
 async function storedMessages(testBroker: TestBroker, clientId: string): Promise<{ count: number; bytes: number }> {
   let count = 0;
   let bytes = 0;
-  for await (const packet of testBroker.broker.persistence.outgoingStream({ id: clientId })) {
+  // Aedes' type declarations leave out the persistence it keeps.
+  const { persistence } = testBroker.broker as unknown as { persistence: { outgoingStream(client: { id: string }): AsyncIterable<unknown> } };
+  for await (const packet of persistence.outgoingStream({ id: clientId })) {
     count += 1;
     bytes += (packet as { payload: Buffer }).payload.length;
   }
