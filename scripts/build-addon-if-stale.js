@@ -39,6 +39,7 @@ function main() {
     console.log(`The addon ${ADDON} is newer than its sources; not rebuilding it.`);
     return;
   }
+  console.log(`The addon ${ADDON} is missing or older than its sources; building it.`);
   const result = spawnSync('npm', ['run', 'build:addon'], { cwd: root, stdio: 'inherit' });
   if (result.error !== undefined) throw result.error;
   process.exitCode = result.status ?? 1;
