@@ -14,12 +14,8 @@ const common = require('./common');
 
 const VARIANTS = ['stock', 'copying', 'bounded'];
 
-/**
- * Makes Aedes' in-memory persistence store a copy of the payload for each
- * subscriber, in a new Buffer, where it stores the one payload for all of
- * them. This is the least a persistence that keeps one copy per subscriber
- * does, without limits or accounting: a reference for the cost of the copy.
- */
+/** Makes Aedes' in-memory persistence store a new Buffer copy of the payload
+ * for each subscriber, with no limits or accounting, as a reference cost. */
 function copyingPersistence(persistence) {
   const enqueue = persistence.outgoingEnqueue.bind(persistence);
   persistence.outgoingEnqueueCombi = async (subs, packet) => {

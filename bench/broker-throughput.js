@@ -6,8 +6,8 @@
 // with clean: false, the sessions the wrapper stores messages for; QoS 1,
 // 1 KiB payloads. A round publishes a burst (at most WINDOW unacknowledged
 // publishes at a time) and ends when every subscriber has every message.
-// The figure is messages delivered to all subscribers per second. Rounds
-// alternate between the brokers. Each round also reads the broker process's
+// The figure is messages delivered to all subscribers per second. The
+// brokers take turns, one round each. Each round also reads the broker process's
 // CPU time, for its cost per delivered message, and the TCP segments that
 // the machine sent, per published message.
 //

@@ -1,6 +1,10 @@
-// The cmake-js build and the node-gyp build compile the same sources.
+// The cmake-js build and the node-gyp build compile the same sources, and
+// npm start's staleness check watches all of them.
 import fs from 'node:fs';
 import path from 'node:path';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { INPUTS: STALE_INPUTS } = require('../scripts/build-addon-if-stale.js') as { INPUTS: string[] };
 
 const root = path.join(__dirname, '..');
 
@@ -62,5 +66,10 @@ describe('build sources', () => {
         .map((file) => `${dir}/${file}`),
     );
     expect(onDisk.filter((file) => !cmakeSources.includes(file))).toEqual([]);
+  });
+
+  test('npm start watches every listed source', () => {
+    const uncovered = gypList.filter((source) => !STALE_INPUTS.some((input) => source.startsWith(`${input}/`)));
+    expect(uncovered).toEqual([]);
   });
 });

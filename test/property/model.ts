@@ -272,12 +272,12 @@ export class AccountingModel {
     // The cache node is process-wide, so cache buffers of other threads change
     // its usage as well. This thread's cacheUsage changes by this charge only.
     const before = this.sessions.getMemoryStatistics().cacheUsage;
-    const nodeBefore = this.cache.usage;
+    const cacheNodeBefore = this.cache.usage;
     const buffer = this.sessions.allocateCache(size);
     const charge = this.sessions.getMemoryStatistics().cacheUsage - before;
     this.checkCharge(buffer, size, charge);
     if (this.options.processWide) {
-      expectEqual(this.cache.usage - nodeBefore, charge, 'charge seen by the message cache');
+      expectEqual(this.cache.usage - cacheNodeBefore, charge, 'charge seen by the message cache');
     }
     this.track(buffer, size, charge, 'cache', undefined, this.cache.tag);
   }
