@@ -49,6 +49,8 @@
 // (a PUBREL, without payload, is kept until PUBCOMP); at PUBREL for inbound
 // QoS 2; on a clean start (cleanSubscriptions, cleanIncoming); when a clean
 // client disconnects; when the session expires; on broker close and destroy().
+// A queued message that Aedes will not send to its client (authorizeForward
+// refused it, or no-local) is released one turn later.
 //
 // Sessions: a client's session is registered on the broker's 'client' event
 // and unregistered on 'clientDisconnect'. Clean clients get expiry 0, and
@@ -112,6 +114,27 @@ function defaultPersistence(): AedesPersistence {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const create = require('aedes-persistence') as () => AedesPersistence;
   return create();
+}
+
+/** The part of an Aedes client that records, per broker, the counter of
+ * the newest message its connection let through. */
+interface DedupingClient {
+  duplicates?: Record<string, number>;
+}
+
+/**
+ * Returns true when Aedes will never send `packet` to `client`. That is the
+ * client's own message under no-local, or a message that passed Aedes'
+ * duplicate check and was then refused by authorizeForward. A message passed
+ * that check when it has no broker id, or when its counter is the newest the
+ * connection let through. Returns false for an older message skipped as a
+ * duplicate, and for a client without Aedes' record of what it let through.
+ */
+function neverSent(client: PersistenceClient, packet: PersistencePacket & { nl?: boolean }): boolean {
+  if (packet.nl === true && packet.clientId === client.id) return true;
+  if (!packet.brokerId) return true;
+  const duplicates = (client as DedupingClient).duplicates;
+  return duplicates !== undefined && duplicates[packet.brokerId] === packet.brokerCounter;
 }
 
 function* copiesOf(store: ClientStore, entries: StoredEntry[]): Generator<StoredPacket> {
@@ -334,15 +357,40 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
    * freed without a copy, and the packet has none.
    */
   async outgoingClearMessageId(client: PersistenceClient, packet: PersistencePacket): Promise<StoredPacket | undefined> {
-    // NOTE: Aedes also calls this without a packet id when authorizeForward
-    // drops a live message. Such a call is ignored, because the same call comes
-    // for a duplicate delivery whose stored copy is still needed, so the copy
-    // stays queued until the client reconnects or starts clean.
-    if (packet.messageId === undefined) return undefined;
+    if (packet.messageId === undefined) {
+      this.withholdUnsent(client, packet);
+      return undefined;
+    }
     const store = this.stores.get(client.id);
     if (store === undefined) return undefined;
     const withPayload = this.broker === undefined || this.broker.listenerCount('ack') > 0;
     return store.acknowledge(packet.messageId, withPayload);
+  }
+
+  /**
+   * Aedes calls outgoingClearMessageId without a packet id when it does not
+   * send a message to the client's connection, for one of three reasons:
+   * - authorizeForward refused it;
+   * - it is the client's own message and its subscription has no-local;
+   * - it is a duplicate: this connection was sent the same message, or a
+   *   newer one of the same broker, already.
+   * The first two are never sent, so nothing would ever acknowledge their
+   * stored copy, which would fill the client's budget for good. Their queued
+   * copy is released. A duplicate keeps its copy: an older message skipped
+   * on this connection is still owed to the client at its next connect.
+   *
+   * Here a second send of the same message looks like a refusal, so the
+   * release waits one turn. By then the first send has made the copy
+   * inflight (Aedes gives it a packet id in a setImmediate queued before
+   * this one), and only a copy still queued is released. A message that
+   * does not fit releases the client's withheld copies at once (see
+   * storeOutgoing), because a burst of refusals can pass within one turn.
+   */
+  private withholdUnsent(client: PersistenceClient, packet: PersistencePacket): void {
+    const store = this.stores.get(client.id);
+    if (store === undefined || !neverSent(client, packet)) return;
+    const entry = store.withhold(packet.brokerId, packet.brokerCounter);
+    if (entry !== undefined) setImmediate(() => store.releaseWithheld(entry));
   }
 
   /** Returns a stream of the client's outgoing messages in arrival order,
@@ -604,8 +652,14 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
     }
   }
 
-  /** Stores `payload` in the client's queue allocator, after evictions
-   * under 'drop-oldest'. Returns undefined when it does not fit. */
+  /**
+   * Stores `payload` in the client's queue allocator. When it does not fit,
+   * the client's withheld copies are released first, then its oldest
+   * messages under 'drop-oldest'. Returns undefined when it still does not
+   * fit. A withheld copy is of a refused message, which is never sent, or
+   * of a message sent twice in this turn, which loses only its copy for
+   * redelivery, as a drop would.
+   */
   private storeOutgoing(store: ClientStore, payload: Uint8Array, policy: OverflowAction): PayloadHandle | undefined {
     const size = payload.byteLength;
     if (policy === 'drop-oldest') {
@@ -615,13 +669,15 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
       if (limit !== 0 && size > limit) return undefined;
       // Evicting up front spares the allocator a rejection per eviction. The
       // loop below covers rounding to usable sizes and limits above the client.
-      if (limit !== 0) {
+      if (limit !== 0 && this.sessions.getSessionMemoryUsage(store.clientId) + size > limit) {
+        store.releaseAllWithheld();
         while (this.sessions.getSessionMemoryUsage(store.clientId) + size > limit && this.evictOldest(store));
       }
     }
     for (;;) {
       const handle = this.sessions.storePayload(store.clientId, payload, 'queue');
       if (handle !== undefined) return handle;
+      if (store.releaseAllWithheld() > 0) continue;
       if (policy !== 'drop-oldest' || !this.evictOldest(store)) return undefined;
     }
   }

@@ -154,6 +154,9 @@ export class ClientStore {
   // as ids are given, and lowered to the true highest id whenever the
   // inflight list is walked, such as after packet ids wrapped at 65535.
   private packetIdCeiling = 0;
+  // Entries of messages that Aedes did not send to the connection. Each is
+  // released one turn later if it is still queued then.
+  private readonly withheld = new Set<StoredEntry>();
   private readonly incoming = new Map<number, StoredEntry>();
   private nextSeq = 0;
   private queuedBytes = 0;
@@ -220,11 +223,47 @@ export class ClientStore {
   evictOldest(): StoredEntry | undefined {
     const entry = this.queued.first();
     if (entry === undefined) return undefined;
+    this.discardQueued(entry);
+    return entry;
+  }
+
+  /**
+   * Marks the queued entry of a message that Aedes did not send to the
+   * client's connection, for releaseWithheld(). Returns the entry, or
+   * undefined when the message is not queued here.
+   */
+  withhold(brokerId: string | undefined, brokerCounter: number | undefined): StoredEntry | undefined {
+    if (this.queued.size === 0) return undefined;
+    const entry = this.findOutgoing(brokerId, brokerCounter);
+    if (entry === undefined || !this.queued.has(entry)) return undefined;
+    this.withheld.add(entry);
+    return entry;
+  }
+
+  /** Releases `entry` if it is still withheld and queued, and returns
+   * whether it was. An entry sent since withhold() is kept. */
+  releaseWithheld(entry: StoredEntry): boolean {
+    if (!this.withheld.delete(entry)) return false;
+    return this.discardQueued(entry);
+  }
+
+  /** Releases every withheld entry still queued, and returns their count. */
+  releaseAllWithheld(): number {
+    let released = 0;
+    for (const entry of this.withheld) {
+      if (this.releaseWithheld(entry)) released += 1;
+    }
+    return released;
+  }
+
+  // Releases `entry` if it is queued, and returns whether it was.
+  private discardQueued(entry: StoredEntry): boolean {
+    if (!this.queued.has(entry)) return false;
     this.queued.remove(entry);
     this.forget(entry);
     this.queuedBytes -= entry.bytes;
     this.free(entry);
-    return entry;
+    return true;
   }
 
   /**
@@ -323,6 +362,7 @@ export class ClientStore {
     for (const entry of this.inflight.values()) this.free(entry);
     this.queued.clear();
     this.inflight.clear();
+    this.withheld.clear();
     this.forget(undefined);
     this.queuedBytes = 0;
     this.inflightBytes = 0;

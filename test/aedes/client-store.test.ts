@@ -1,8 +1,8 @@
 // ClientStore against a model that finds every message by walking one list.
-// Random enqueues, duplicates, sends, resends, acknowledgements, PUBRECs and
-// evictions run on stores small enough to walk their lists and large enough
+// Random enqueues, duplicates, sends, resends, acknowledgements, PUBRECs,
+// evictions and releases of withheld messages run on stores small enough to walk their lists and large enough
 // to build their index, with packet ids that are reused.
-import { ClientStore, PayloadAccess } from '../../lib/aedes/client-store';
+import { ClientStore, PayloadAccess, StoredEntry } from '../../lib/aedes/client-store';
 import type { PersistencePacket } from '../../lib/aedes';
 import { indexedPayload, manager, sessions, uniqueId, usageOf } from './helpers';
 
@@ -15,6 +15,7 @@ interface ModelEntry {
   messageId: number | undefined;
   inflight: boolean;
   received: boolean;
+  withheld: boolean;
 }
 
 /** Two messages are the same when both keys have the same string forms. */
@@ -33,7 +34,7 @@ class Model {
 
   enqueue(brokerId: string | undefined, brokerCounter: unknown): boolean {
     if (this.named(brokerId, brokerCounter) !== undefined) return false;
-    this.entries.push({ seq: this.seq++, brokerId, brokerCounter, messageId: undefined, inflight: false, received: false });
+    this.entries.push({ seq: this.seq++, brokerId, brokerCounter, messageId: undefined, inflight: false, received: false, withheld: false });
     return true;
   }
 
@@ -45,6 +46,28 @@ class Model {
     entry.messageId = messageId;
     entry.inflight = true;
     return true;
+  }
+
+  withhold(brokerId: string | undefined, brokerCounter: unknown): ModelEntry | undefined {
+    const entry = this.named(brokerId, brokerCounter);
+    if (entry === undefined || entry.inflight) return undefined;
+    entry.withheld = true;
+    return entry;
+  }
+
+  releaseWithheld(entry: ModelEntry): boolean {
+    const index = this.entries.indexOf(entry);
+    const released = index >= 0 && entry.withheld && !entry.inflight;
+    if (released) this.entries.splice(index, 1);
+    entry.withheld = false;
+    return released;
+  }
+
+  releaseAllWithheld(): number {
+    const kept = this.entries.filter((entry) => !entry.withheld || entry.inflight);
+    const released = this.entries.length - kept.length;
+    this.entries = kept;
+    return released;
   }
 
   acknowledge(messageId: number): ModelEntry | undefined {
@@ -113,6 +136,8 @@ function compare(targets: number[], steps: number, seed: number): number {
   let counter = 0;
   let nextId = 1;
   let mismatches = 0;
+  // Messages withheld from a send, as the model and the store name them.
+  let withheld: { model: ModelEntry; stored: StoredEntry }[] = [];
   const check = (ok: boolean): void => {
     if (!ok) mismatches += 1;
   };
@@ -177,10 +202,26 @@ function compare(targets: number[], steps: number, seed: number): number {
           if (!expected.received) check(packet.brokerCounter === expected.brokerCounter && packet.brokerId === expected.brokerId);
         }
       }
-    } else {
+    } else if (random() < 0.5) {
       const expected = model.evictOldest();
       const evicted = store.evictOldest();
       check(evicted?.brokerCounter === expected?.brokerCounter && evicted?.brokerId === expected?.brokerId);
+    } else if (random() < 0.5) {
+      // Aedes did not send a stored message, queued or inflight, or one never stored.
+      const entry = stored > 0 && random() < 0.9 ? model.entries[Math.floor(random() * stored)] : undefined;
+      const brokerId = entry?.brokerId ?? 'home';
+      const brokerCounter = entry?.brokerCounter ?? counter + 1;
+      const expected = model.withhold(brokerId, brokerCounter);
+      const marked = store.withhold(brokerId, brokerCounter as number);
+      check((marked === undefined) === (expected === undefined));
+      if (expected !== undefined && marked !== undefined) withheld.push({ model: expected, stored: marked });
+    } else if (random() < 0.7 && withheld.length > 0) {
+      // One turn later, one withheld message is released unless it was sent.
+      const [pair] = withheld.splice(Math.floor(random() * withheld.length), 1);
+      check(store.releaseWithheld(pair.stored) === model.releaseWithheld(pair.model));
+    } else {
+      check(store.releaseAllWithheld() === model.releaseAllWithheld());
+      withheld = [];
     }
 
     const stats = store.stats();
