@@ -5,7 +5,8 @@
 #      native test, once on the system allocator and once on tcmalloc (when
 #      libtcmalloc_minimal.so.4 is installed);
 #   2. ThreadSanitizer: the concurrency tests (test_threads, test_registry) on
-#      the system allocator.
+#      the system allocator, and test_backend, whose threads allocate while
+#      the backend switches, on tcmalloc.
 #
 # Each sanitizer gets its own build folder, because their instrumentation
 # cannot be mixed. Every report stops the test (halt_on_error, and
@@ -55,7 +56,7 @@ asan_flags="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fra
 tsan_flags="-fsanitize=thread -fno-omit-frame-pointer"
 
 configure_and_build "$asan_dir" "$asan_flags" "${all_tests[@]}" || exit 2
-configure_and_build "$tsan_dir" "$tsan_flags" "${concurrency_tests[@]}" || exit 2
+configure_and_build "$tsan_dir" "$tsan_flags" "${concurrency_tests[@]}" test_backend || exit 2
 
 # detect_leaks is on by default on Linux x86-64; set explicitly so a platform
 # default cannot turn the leak check off unnoticed.
@@ -110,11 +111,17 @@ else
   echo "note: libtcmalloc_minimal.so.4 not found, so the ASan tcmalloc pass was skipped"
 fi
 
-# TSan runs on the system allocator only: tcmalloc is not instrumented, so
-# TSan cannot see that a block freed on one thread and handed out again on
-# another was synchronized inside tcmalloc, and would report that reuse as a
-# race that is not one.
+# tcmalloc is not instrumented, so TSan cannot see that a block freed on one
+# thread and handed out again on another was synchronized inside tcmalloc,
+# and would report writes to the reused block as a race that is not one.
+# test_backend's threads never write to their blocks, so it runs on tcmalloc,
+# which its switch test needs (the test is skipped on the system allocator).
 for name in "${concurrency_tests[@]}"; do run_test tsan system "$tsan_dir/$name"; done
+if [[ $tcmalloc_present -eq 1 ]]; then
+  run_test tsan tcmalloc "$tsan_dir/test_backend"
+else
+  echo "note: libtcmalloc_minimal.so.4 not found, so the TSan tcmalloc pass was skipped"
+fi
 
 if [[ ${#failed[@]} -eq 0 ]]; then
   echo "sanitizers: all $runs runs passed"
