@@ -9,7 +9,7 @@ import { AllocatorNode, formatAllocatorNode, toAllocatorNode } from './hierarchy
 import { getLogger, RefusalLog, setLogger } from './logging';
 import { native, NativeBackendInfo, NativeErrorContext } from './native';
 import { ThreadLocalSessionManager } from './thread-manager';
-import { assertBytes, assertClientId, assertName, assertSeconds } from './validate';
+import { assertBytes, assertClientId, assertInterval, assertName, assertSeconds, MAX_TIMER_MS } from './validate';
 
 /** Payload of the 'limitExceeded' event. */
 export interface LimitExceededEvent {
@@ -45,7 +45,7 @@ export interface GlobalSessionManagerEvents {
 }
 
 /** Maximum cleanup interval, because a Node timer waits at most 2^31 - 1 ms. */
-export const MAX_CLEANUP_INTERVAL_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+export const MAX_CLEANUP_INTERVAL_SECONDS = Math.floor(MAX_TIMER_MS / 1000);
 
 let instanceOfThread: GlobalSessionManager | undefined;
 let threadManager: ThreadLocalSessionManager | undefined;
@@ -217,11 +217,7 @@ export class GlobalSessionManager extends EventEmitter<GlobalSessionManagerEvent
 
   /** Calls cleanupExpiredAllocators() every `intervalSeconds` (0 stops). The timer does not keep the process alive. */
   startExpiryCleanup(intervalSeconds: number): void {
-    // Node replaces timer delays above 2^31 - 1 ms with 1 ms.
-    if (typeof intervalSeconds !== 'number' || !Number.isInteger(intervalSeconds) || intervalSeconds < 0 ||
-        intervalSeconds > MAX_CLEANUP_INTERVAL_SECONDS) {
-      throw invalidArgument('intervalSeconds', intervalSeconds, `an integer number of seconds from 0 to ${MAX_CLEANUP_INTERVAL_SECONDS}`);
-    }
+    assertInterval('intervalSeconds', intervalSeconds, 'seconds');
     this.stopExpiryCleanup();
     if (intervalSeconds === 0) return;
     cleanupTimer = setInterval(() => this.cleanupExpiredAllocators(), intervalSeconds * 1000);

@@ -280,8 +280,11 @@ const invalidArgumentCases: Case[] = [
       [{ expiryInterval: 2 ** 32 }, '4294967296'],
       [{ expiryCheckInterval: 0.5 }, '0.5'],
       [{ expiryCheckInterval: '5' }, '"5"'],
+      // Node's timers run longer delays than 2^31 - 1 ms after 1 ms.
+      [{ expiryCheckInterval: 2_147_484 }, '2147484'],
       [{ logIntervalMs: -10 }, '-10'],
       [{ logIntervalMs: Number.POSITIVE_INFINITY }, 'Infinity'],
+      [{ logIntervalMs: 2 ** 31 }, '2147483648'],
       [{ persistence: null }, 'null'],
       [{ persistence: {} }, 'object'],
     ],
@@ -449,5 +452,14 @@ describe('configuration from a file or the environment', () => {
   ])('explicit path to %s is named', (_name, file) => {
     const error = configError(() => loadConfig(file(), {}));
     expect(error.message).toContain(path.basename(file()));
+  });
+});
+
+describe('timer options', () => {
+  test.each<[string, object, string]>([
+    ['logIntervalMs', { logIntervalMs: -1 }, 'milliseconds'],
+    ['expiryCheckInterval', { expiryCheckInterval: -1 }, 'seconds'],
+  ])('%s names its unit', (name, options, unit) => {
+    expect(() => createBoundedPersistence(options)).toThrow(new RegExp(`${name}.*integer number of ${unit} from 0 to`));
   });
 });

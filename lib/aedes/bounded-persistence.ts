@@ -71,7 +71,7 @@ import { invalidArgument, MqttAllocatorError } from '../errors';
 import { GlobalSessionManager } from '../global-manager';
 import { getLogger, REFUSAL_LOG_INTERVAL_MS } from '../logging';
 import type { PayloadHandle, ThreadLocalSessionManager } from '../thread-manager';
-import { assertBytes, assertSeconds } from '../validate';
+import { assertInterval, assertSeconds } from '../validate';
 import { ClientStore, PayloadAccess, StoredEntry, toPacket } from './client-store';
 import { DropLog } from './drop-log';
 import type {
@@ -202,9 +202,9 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
     }
     if (options.expiryInterval !== undefined) assertSeconds('expiryInterval', options.expiryInterval);
     const expiryCheck = options.expiryCheckInterval ?? DEFAULT_EXPIRY_CHECK_SECONDS;
-    assertSeconds('expiryCheckInterval', expiryCheck);
+    assertInterval('expiryCheckInterval', expiryCheck, 'seconds');
     const logInterval = options.logIntervalMs ?? REFUSAL_LOG_INTERVAL_MS;
-    assertBytes('logIntervalMs', logInterval);
+    assertInterval('logIntervalMs', logInterval, 'milliseconds');
     if (options.persistence !== undefined && (options.persistence === null || typeof options.persistence.setup !== 'function')) {
       throw invalidArgument('persistence', options.persistence, 'an Aedes persistence with an async setup(broker)');
     }

@@ -4,6 +4,7 @@ import { resolve as resolvePath } from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
 import type { Document, Node as YamlNode, ParsedNode } from 'yaml';
 
+import { MAX_TIMER_MS } from '../validate';
 import { checkCount, checkDuration, checkSize, DURATION_EXPECTED, SIZE_EXPECTED } from './sizes';
 import type { ParseResult } from './sizes';
 
@@ -47,8 +48,8 @@ export const DEFAULT_CONFIG_FILE = 'mqtts.yaml';
 /** The MQTT 5 Session Expiry Interval is a four-byte integer, and 0xFFFFFFFF means "never expires". */
 const MAX_SESSION_EXPIRY = 0xffff_ffff;
 
-/** Node's setInterval() accepts at most 2^31 - 1 ms and replaces larger delays by 1 ms. */
-export const MAX_CLEANUP_INTERVAL = Math.floor((2 ** 31 - 1) / 1000);
+/** The longest cleanup interval in seconds that Node's setInterval() accepts. */
+export const MAX_CLEANUP_INTERVAL = Math.floor(MAX_TIMER_MS / 1000);
 
 /** MQTT encodes a client identifier as a UTF-8 string of at most 65,535 bytes. */
 const MAX_CLIENT_ID_BYTES = 65_535;
