@@ -4,10 +4,31 @@
 // line per client per interval.
 import pino, { Logger } from 'pino';
 
+/** The levels pino accepts: its own, and 'silent', which logs nothing. */
+export const LOG_LEVELS: readonly string[] = [...Object.keys(pino.levels.values), 'silent'];
+
+/** Returns true when `value` is a level pino accepts. */
+export function isLogLevel(value: string): boolean {
+  return LOG_LEVELS.includes(value);
+}
+
+const LEVEL_VARIABLE = 'MQTT_ALLOCATOR_LOG_LEVEL';
+const DEFAULT_LEVEL = 'warn';
+const requestedLevel = process.env[LEVEL_VARIABLE] || undefined;
+const levelValid = requestedLevel === undefined || isLogLevel(requestedLevel);
+
 let current: Logger = pino({
   name: 'mqtt-session-allocator',
-  level: process.env.MQTT_ALLOCATOR_LOG_LEVEL ?? 'warn',
+  level: levelValid ? requestedLevel ?? DEFAULT_LEVEL : DEFAULT_LEVEL,
 }, pino.destination(2));
+
+// A typo in the variable must not keep the package from loading.
+if (!levelValid) {
+  current.warn(
+    { variable: LEVEL_VARIABLE, value: requestedLevel },
+    `invalid ${LEVEL_VARIABLE} ${JSON.stringify(requestedLevel)}: expected one of ${LOG_LEVELS.join(', ')}; logging at ${DEFAULT_LEVEL}`,
+  );
+}
 
 /** Returns the logger in use. */
 export function getLogger(): Logger {

@@ -6,6 +6,7 @@ import pino from 'pino';
 
 import { OverflowAction } from '../aedes';
 import { ConfigError, loadConfig } from '../config/load-config';
+import { isLogLevel, LOG_LEVELS } from '../logging';
 import { startBroker } from './broker';
 
 const USAGE = `Usage: mqtt-session-broker [options]
@@ -52,7 +53,12 @@ async function main(): Promise<void> {
     return;
   }
 
-  const logger = pino({ name: 'mqtt-session-broker', level: values['log-level'] ?? process.env.LOG_LEVEL ?? 'info' });
+  const levelSource = values['log-level'] !== undefined ? '--log-level' : 'LOG_LEVEL';
+  const level = values['log-level'] ?? (process.env.LOG_LEVEL || 'info');
+  if (!isLogLevel(level)) {
+    throw new Error(`invalid ${levelSource}: ${JSON.stringify(level)}; expected one of ${LOG_LEVELS.join(', ')}`);
+  }
+  const logger = pino({ name: 'mqtt-session-broker', level });
   const policy = values.policy as OverflowAction;
   if (!POLICIES.includes(policy)) {
     throw new Error(`invalid --policy: ${JSON.stringify(values.policy)}; expected ${POLICIES.join(', ')}`);

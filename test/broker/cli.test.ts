@@ -211,4 +211,33 @@ describe('broker command', () => {
     expect(stderr).toContain('memory.global_limit');
     expect(stderr).toContain('lots');
   });
+
+  test.each<[string, string[], NodeJS.ProcessEnv]>([
+    ['--log-level', ['--log-level', 'loud'], {}],
+    ['LOG_LEVEL', [], { LOG_LEVEL: 'loud' }],
+  ])('invalid %s exits 1 naming it', async (source, args, env) => {
+    const child = spawn(process.execPath, [CLI, '--port', '0', '--http-port', '0', ...args], { env: { ...process.env, ...env } });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    const [code] = (await once(child, 'exit')) as [number | null];
+
+    expect(code).toBe(1);
+    expect(stderr).toContain(`invalid ${source}: "loud"`);
+    expect(stderr).toContain('expected one of');
+  });
+});
+
+test('invalid MQTT_ALLOCATOR_LOG_LEVEL warns and loads', async () => {
+  const script = `require(${JSON.stringify(path.join(__dirname, '..', '..', 'dist', 'index.js'))}); console.log('loaded');`;
+  const { stdout, stderr } = await execFileAsync(process.execPath, ['-e', script], {
+    env: { ...process.env, MQTT_ALLOCATOR_LOG_LEVEL: 'loud' },
+  });
+
+  expect(stdout.trim()).toBe('loaded');
+  const warning = JSON.parse(stderr.trim().split('\n')[0]) as LogLine;
+  expect(warning.variable).toBe('MQTT_ALLOCATOR_LOG_LEVEL');
+  expect(warning.value).toBe('loud');
+  expect(warning.msg).toContain('expected one of');
 });
