@@ -273,6 +273,12 @@ export class GlobalSessionManager extends EventEmitter<GlobalSessionManagerEvent
   }
 }
 
+/** Logs the refusals counted since the last summary line at once, for a
+ * process about to stop before the summary's interval ends. */
+export function flushRefusalLog(): void {
+  refusalLog.flush();
+}
+
 // The addon reports refusals synchronously, on the thread that asked, before
 // it throws or returns undefined.
 function onLimitExceeded(context: NativeErrorContext): void {

@@ -11,7 +11,7 @@ import { Registry, collectDefaultMetrics } from 'prom-client';
 import { createBoundedPersistence, BoundedPersistence, OverflowAction } from '../aedes';
 import { applyConfig } from '../config/apply-config';
 import { SessionAllocatorConfig } from '../config/load-config';
-import { GlobalSessionManager } from '../global-manager';
+import { flushRefusalLog, GlobalSessionManager } from '../global-manager';
 import { registerPrometheusMetrics } from '../metrics';
 import { createHttpServer } from './http-server';
 
@@ -76,6 +76,7 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
       closeHttp(httpServer);
       await new Promise<void>((resolve) => broker.close(() => resolve()));
       await persistence.destroy();
+      flushRefusalLog();
       manager.stopExpiryCleanup();
       options.logger.info({ globalUsage: manager.getGlobalMemoryUsage() }, 'broker stopped');
     })();

@@ -193,6 +193,11 @@ describe('broker command', () => {
     expect(code).toBe(0);
     const stopped = broker.lines.find((line) => line.msg === 'broker stopped');
     expect(stopped?.globalUsage).toBe(0);
+    // 100 KiB of messages for a 64 KiB limit: the summaries of the refusals
+    // and drops are logged at shutdown, before their interval ends.
+    const refused = broker.lines.find((line) => line.msg === 'allocations refused by memory limits');
+    expect(refused?.refused).toBeGreaterThan(0);
+    expect(broker.lines.some((line) => line.msg === 'session messages dropped by memory limits')).toBe(true);
   });
 
   test('invalid config exits 1 naming the key', async () => {
