@@ -185,6 +185,7 @@ export class GlobalSessionManager extends EventEmitter<GlobalSessionManagerEvent
     return new Map(native.clientUsages().map((entry) => [entry.clientId, entry.usage]));
   }
 
+  /** Usage, limit, thread and connection state of every client on every thread. */
   getClientMemoryDetails(): ClientMemoryInfo[] {
     return native.clientUsages();
   }
