@@ -50,7 +50,8 @@
 // QoS 2; on a clean start (cleanSubscriptions, cleanIncoming); when a clean
 // client disconnects; when the session expires; on broker close and destroy().
 // A queued message that Aedes will not send to its client (authorizeForward
-// refused it, or no-local) is released one turn later.
+// refused it, or no-local) is released one turn later, or at once when a new
+// message for the client needs the room.
 //
 // Sessions: a client's session is registered on the broker's 'client' event
 // and unregistered on 'clientDisconnect'. Clean clients get expiry 0, and
@@ -662,17 +663,17 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
    */
   private storeOutgoing(store: ClientStore, payload: Uint8Array, policy: OverflowAction): PayloadHandle | undefined {
     const size = payload.byteLength;
-    if (policy === 'drop-oldest') {
-      const limit = this.manager.getClientMemoryLimit(store.clientId);
-      // A message larger than the whole budget never fits: evicting for it
-      // would only empty the queue.
-      if (limit !== 0 && size > limit) return undefined;
-      // Evicting up front spares the allocator a rejection per eviction. The
-      // loop below covers rounding to usable sizes and limits above the client.
-      if (limit !== 0 && this.sessions.getSessionMemoryUsage(store.clientId) + size > limit) {
-        store.releaseAllWithheld();
-        while (this.sessions.getSessionMemoryUsage(store.clientId) + size > limit && this.evictOldest(store));
-      }
+    const evicting = policy === 'drop-oldest';
+    const limit = evicting || store.withholding ? this.manager.getClientMemoryLimit(store.clientId) : 0;
+    // A message larger than the whole budget never fits: evicting for it
+    // would only empty the queue.
+    if (evicting && limit !== 0 && size > limit) return undefined;
+    // Releasing and evicting up front spares the allocator a refusal, each
+    // reported as a 'limitExceeded' event, per step. The loop below covers
+    // rounding to usable sizes and limits above the client.
+    if (limit !== 0 && this.sessions.getSessionMemoryUsage(store.clientId) + size > limit) {
+      store.releaseAllWithheld();
+      while (evicting && this.sessions.getSessionMemoryUsage(store.clientId) + size > limit && this.evictOldest(store));
     }
     for (;;) {
       const handle = this.sessions.storePayload(store.clientId, payload, 'queue');

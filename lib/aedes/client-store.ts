@@ -247,6 +247,11 @@ export class ClientStore {
     return this.discardQueued(entry);
   }
 
+  /** True while some entry is withheld. */
+  get withholding(): boolean {
+    return this.withheld.size !== 0;
+  }
+
   /** Releases every withheld entry still queued, and returns their count. */
   releaseAllWithheld(): number {
     let released = 0;

@@ -5,7 +5,7 @@
 import pino from 'pino';
 
 import type { PersistencePacket, StoredPacket } from '../../lib/aedes';
-import { manager, publishMany, startBroker, TestBroker, TestClients, uniqueId, usageOf, waitFor } from './helpers';
+import { indexedPayload, manager, publishMany, startBroker, TestBroker, TestClients, uniqueId, usageOf, waitFor } from './helpers';
 
 const silent = pino({ level: 'silent' });
 
@@ -68,6 +68,11 @@ test.each(['disconnect', 'drop-new', 'drop-oldest'] as const)('refusals never dr
   const subscriberId = uniqueId('refused-budget');
   const disconnects: string[] = [];
   testBroker.persistence!.on('disconnect', (event) => disconnects.push(event.clientId));
+  let refusals = 0;
+  const onRefusal = (event: { clientId?: string }): void => {
+    if (event.clientId === subscriberId) refusals += 1;
+  };
+  manager.on('limitExceeded', onRefusal);
   const subscriber = await clients.connect(testBroker.url, subscriberId, { clean: false });
   await subscriber.client.subscribeAsync('#', { qos: 1 });
   const publisher = await clients.connect(testBroker.url, uniqueId('refused-budget-pub'), { clean: true });
@@ -79,10 +84,33 @@ test.each(['disconnect', 'drop-new', 'drop-oldest'] as const)('refusals never dr
   await publishMany(publisher.client, 'open/b', 3, 1024, 1, 1);
   await waitFor(() => subscriber.received.length === 3, 'the three allowed messages');
 
+  manager.off('limitExceeded', onRefusal);
   expect(disconnects).toEqual([]);
   expect(testBroker.persistence!.clientStats(subscriberId)!.dropped).toBe(0);
+  // Withheld copies are released before the store would be refused.
+  expect(refusals).toBe(0);
   expect(subscriber.received).toEqual([0, 1, 2]);
   expect(subscriber.client.connected).toBe(true);
+});
+
+test('refused at reconnect are released', async () => {
+  testBroker = await startBroker({ logger: silent, expiryInterval: 3600 });
+  const subscriberId = uniqueId('refused-reconnect');
+  await clients.leaveOffline(testBroker, subscriberId, '#');
+  const publisher = await clients.connect(testBroker.url, uniqueId('refused-reconnect-pub'), { clean: true });
+  for (let i = 0; i < 4; i += 1) await publisher.client.publishAsync('secret/c', indexedPayload(100 + i, 512), { qos: 1 });
+  for (let i = 0; i < 3; i += 1) await publisher.client.publishAsync('open/c', indexedPayload(i, 512), { qos: 1 });
+  await waitFor(() => keptFor(subscriberId).queued === 7, 'seven queued messages');
+
+  // Aedes calls authorizeForward again as it resends stored messages.
+  refuseSecrets(testBroker);
+  const back = await clients.connect(testBroker.url, subscriberId, { clean: false });
+  await waitFor(() => back.received.length === 3, 'the three allowed messages');
+  await waitFor(() => keptFor(subscriberId).queued + keptFor(subscriberId).inflight === 0, 'nothing kept');
+
+  expect(back.received).toEqual([0, 1, 2]);
+  expect(usageOf(subscriberId)).toBe(0);
+  expect(testBroker.persistence!.clientStats(subscriberId)!.dropped).toBe(0);
 });
 
 test('overlapping subscriptions deliver each message once', async () => {
