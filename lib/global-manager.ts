@@ -9,7 +9,7 @@ import { AllocatorNode, formatAllocatorNode, toAllocatorNode } from './hierarchy
 import { getLogger, RefusalLog, setLogger } from './logging';
 import { native, NativeBackendInfo, NativeErrorContext } from './native';
 import { ThreadLocalSessionManager } from './thread-manager';
-import { assertBytes, assertClientId, assertInterval, assertName, assertSeconds, MAX_TIMER_MS } from './validate';
+import { assertBytes, assertClientId, assertInterval, assertName, assertSeconds } from './validate';
 
 /** Payload of the 'limitExceeded' event. */
 export interface LimitExceededEvent {
@@ -43,9 +43,6 @@ export type BackendInfo = NativeBackendInfo;
 export interface GlobalSessionManagerEvents {
   limitExceeded: [event: LimitExceededEvent];
 }
-
-/** Maximum cleanup interval, because a Node timer waits at most 2^31 - 1 ms. */
-export const MAX_CLEANUP_INTERVAL_SECONDS = Math.floor(MAX_TIMER_MS / 1000);
 
 let instanceOfThread: GlobalSessionManager | undefined;
 let threadManager: ThreadLocalSessionManager | undefined;

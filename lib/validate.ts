@@ -24,16 +24,16 @@ export function assertSeconds(name: string, value: unknown): asserts value is nu
   }
 }
 
-/** The longest delay Node's timers accept, in milliseconds. They run a
+/** The maximum delay Node's timers accept, in milliseconds. They run a
  * longer one after 1 ms instead, with a TimeoutOverflowWarning. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Throws unless `value` is a timer interval: an integer number of `unit`
- * from 0 to the longest delay Node's timers accept. */
+ * from 0 to the maximum delay Node's timers accept. */
 export function assertInterval(name: string, value: unknown, unit: 'seconds' | 'milliseconds'): asserts value is number {
   const max = unit === 'seconds' ? Math.floor(MAX_TIMER_MS / 1000) : MAX_TIMER_MS;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > max) {
-    throw invalidArgument(name, value, `an integer number of ${unit} from 0 to ${max}, the longest interval Node timers support`);
+    throw invalidArgument(name, value, `an integer number of ${unit} from 0 to ${max}, the maximum interval Node timers support`);
   }
 }
 

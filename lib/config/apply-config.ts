@@ -1,8 +1,7 @@
 import { invalidArgument, MqttAllocatorError } from '../errors';
 import { GlobalSessionManager } from '../global-manager';
 import type { BackendInfo, LimitPatternEntry } from '../global-manager';
-import { assertBytes, assertClientId, assertSeconds, MAX_CLIENT_ID_BYTES } from '../validate';
-import { MAX_CLEANUP_INTERVAL } from './load-config';
+import { assertBytes, assertClientId, assertInterval, assertSeconds, MAX_CLIENT_ID_BYTES } from '../validate';
 import type { ClientLimitRule, ConfiguredBackend, SessionAllocatorConfig } from './load-config';
 
 /** One setting that applyConfig() changed. */
@@ -175,14 +174,7 @@ function validateConfig(config: SessionAllocatorConfig): void {
   assertBytes('config.threadLimit', config.threadLimit);
   assertBytes('config.defaultClientLimit', config.defaultClientLimit);
   assertSeconds('config.sessionExpiry', config.sessionExpiry);
-  assertSeconds('config.cleanupInterval', config.cleanupInterval);
-  if (config.cleanupInterval > MAX_CLEANUP_INTERVAL) {
-    throw invalidArgument(
-      'config.cleanupInterval',
-      config.cleanupInterval,
-      `at most ${MAX_CLEANUP_INTERVAL} seconds, the longest interval Node timers support`,
-    );
-  }
+  assertInterval('config.cleanupInterval', config.cleanupInterval, 'seconds');
 
   if (!Array.isArray(config.clientLimits)) {
     throw invalidArgument('config.clientLimits', config.clientLimits, 'an array of { match, exact, limit }');

@@ -48,7 +48,7 @@ export const DEFAULT_CONFIG_FILE = 'mqtts.yaml';
 /** The MQTT 5 Session Expiry Interval is a four-byte integer, and 0xFFFFFFFF means "never expires". */
 const MAX_SESSION_EXPIRY = 0xffff_ffff;
 
-/** The longest cleanup interval in seconds that Node's setInterval() accepts. */
+/** The maximum cleanup interval in seconds that Node's setInterval() accepts. */
 export const MAX_CLEANUP_INTERVAL = Math.floor(MAX_TIMER_MS / 1000);
 
 /** MQTT encodes a client identifier as a UTF-8 string of at most 65,535 bytes. */
