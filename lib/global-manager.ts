@@ -296,8 +296,20 @@ function onLimitExceeded(context: NativeErrorContext): void {
 
 native.setHooks(createNativeError, onLimitExceeded);
 
+const BACKEND_VARIABLE = 'MQTT_ALLOCATOR_BACKEND';
+const BACKEND_SETTINGS = ['system', 'tcmalloc', 'auto'];
+
 const backend = native.backendInfo();
 if (native.claimBackendNotice()) {
+  // The addon ignores a setting it does not know, and reports it only in a
+  // fallback reason, when it ends on the system allocator.
+  const setting = process.env[BACKEND_VARIABLE];
+  if (setting && !BACKEND_SETTINGS.includes(setting)) {
+    getLogger().warn(
+      { variable: BACKEND_VARIABLE, value: setting, backend: backend.name },
+      `invalid ${BACKEND_VARIABLE} ${JSON.stringify(setting)}: expected one of ${BACKEND_SETTINGS.join(', ')}; it was ignored`,
+    );
+  }
   if (backend.fallbackReason !== undefined) {
     getLogger().warn({ backend: backend.name, reason: backend.fallbackReason }, 'tcmalloc is not in use; using the system allocator');
   } else {

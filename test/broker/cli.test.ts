@@ -233,16 +233,3 @@ describe('broker command', () => {
     expect(stderr).toContain('expected one of');
   });
 });
-
-test('invalid MQTT_ALLOCATOR_LOG_LEVEL warns and loads', async () => {
-  const script = `require(${JSON.stringify(path.join(__dirname, '..', '..', 'dist', 'index.js'))}); console.log('loaded');`;
-  const { stdout, stderr } = await execFileAsync(process.execPath, ['-e', script], {
-    env: { ...process.env, MQTT_ALLOCATOR_LOG_LEVEL: 'loud' },
-  });
-
-  expect(stdout.trim()).toBe('loaded');
-  const warning = JSON.parse(stderr.trim().split('\n')[0]) as LogLine;
-  expect(warning.variable).toBe('MQTT_ALLOCATOR_LOG_LEVEL');
-  expect(warning.value).toBe('loud');
-  expect(warning.msg).toContain('expected one of');
-});
