@@ -8,6 +8,7 @@ import type { Metric, Registry, RegistryContentType } from 'prom-client';
 import type { BoundedPersistence } from './aedes/bounded-persistence';
 import { invalidArgument } from './errors';
 import { GlobalSessionManager } from './global-manager';
+import { assertKnownOptions } from './validate';
 import { createPersistenceMetrics } from './persistence-metrics';
 
 export interface PrometheusMetricsOptions {
@@ -20,6 +21,8 @@ export interface PrometheusMetricsOptions {
   /** An Aedes wrapper whose drops and stored messages are exported too. */
   persistence?: BoundedPersistence;
 }
+
+const METRICS_OPTIONS: readonly (keyof PrometheusMetricsOptions)[] = ['topClients', 'prefix', 'manager', 'persistence'];
 
 export interface PrometheusMetricsRegistration {
   /** Names of the registered metrics. */
@@ -79,6 +82,14 @@ export function registerPrometheusMetrics(
   registry: Registry<RegistryContentType>,
   options: PrometheusMetricsOptions = {},
 ): PrometheusMetricsRegistration {
+  if (registry === null || typeof registry !== 'object' || typeof registry.registerMetric !== 'function' ||
+      typeof registry.getSingleMetric !== 'function') {
+    throw invalidArgument('registry', registry, 'a prom-client Registry, such as new Registry() or register');
+  }
+  if (options === null || typeof options !== 'object') {
+    throw invalidArgument('options', options, 'an object of metrics options');
+  }
+  assertKnownOptions('options', options, METRICS_OPTIONS);
   const topClients = options.topClients === undefined ? DEFAULT_TOP_CLIENTS : options.topClients;
   if (typeof topClients !== 'number' || !Number.isSafeInteger(topClients) || topClients < 0) {
     throw invalidArgument('options.topClients', topClients, 'a non-negative integer number of clients');

@@ -7,7 +7,7 @@ import { invalidArgument, MqttAllocatorError } from './errors';
 import { native, NativeAllocatorToken, NativeQueueHandle, threadAllocator } from './native';
 import { outputBuffer } from './output-pool';
 import type { SessionAllocatorSet } from './session-allocator-manager';
-import { assertBytes, assertCount } from './validate';
+import { assertBytes, assertCount, assertKnownOptions } from './validate';
 
 export type OverflowPolicy = 'reject' | 'drop-oldest';
 
@@ -18,6 +18,8 @@ export interface SessionQueueOptions {
   maxMessages?: number;
   overflow: OverflowPolicy;
 }
+
+const QUEUE_OPTIONS: readonly (keyof SessionQueueOptions)[] = ['maxBytes', 'maxMessages', 'overflow'];
 
 export interface SessionQueueEvents {
   /** A payload dropped to make room under 'drop-oldest'; a copy the listener owns. */
@@ -57,6 +59,7 @@ export class SessionQueue extends EventEmitter<SessionQueueEvents> {
     if (options === null || typeof options !== 'object') {
       throw invalidArgument('options', options, "an object with overflow 'reject' or 'drop-oldest'");
     }
+    assertKnownOptions('options', options, QUEUE_OPTIONS);
     if (options.overflow !== 'reject' && options.overflow !== 'drop-oldest') {
       throw invalidArgument('overflow', options.overflow, "'reject' or 'drop-oldest'");
     }

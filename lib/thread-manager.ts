@@ -7,7 +7,7 @@ import { invalidArgument, MqttAllocatorError } from './errors';
 import { native, NativeAllocatorToken, NativeThreadStats } from './native';
 import { SessionAllocatorManager, SessionAllocatorSet, SessionComponent } from './session-allocator-manager';
 import { SessionQueue, SessionQueueOptions } from './session-queue';
-import { assertBytes, assertClientId, assertSeconds } from './validate';
+import { assertBytes, assertClientId, assertKnownOptions, assertSeconds } from './validate';
 
 export interface RegisterSessionOptions {
   /** Byte limit of the client's session (0 = unlimited). It replaces any
@@ -19,6 +19,8 @@ export interface RegisterSessionOptions {
    * never. Defaults to the process-wide default expiry. */
   expiryInterval?: number;
 }
+
+const SESSION_OPTIONS: readonly (keyof RegisterSessionOptions)[] = ['memoryLimit', 'expiryInterval'];
 
 /** A stored payload of storePayload(), valid on the thread that stored it. */
 export type PayloadHandle = number;
@@ -66,6 +68,7 @@ export class ThreadLocalSessionManager {
     if (options === null || typeof options !== 'object') {
       throw invalidArgument('options', options, 'an object with memoryLimit and expiryInterval');
     }
+    assertKnownOptions('options', options, SESSION_OPTIONS);
     if (options.memoryLimit !== undefined) assertBytes('memoryLimit', options.memoryLimit);
     if (options.expiryInterval !== undefined) assertSeconds('expiryInterval', options.expiryInterval);
 

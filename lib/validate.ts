@@ -24,6 +24,17 @@ export function assertSeconds(name: string, value: unknown): asserts value is nu
   }
 }
 
+/** Throws when `options` has a key that `known` does not list, because a
+ * misspelt option would otherwise be ignored without a word. */
+export function assertKnownOptions(name: string, options: object, known: readonly string[]): void {
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) {
+      const value = (options as Record<string, unknown>)[key];
+      throw invalidArgument(`${name} key ${JSON.stringify(key)}`, value, `only the options ${known.join(', ')}`);
+    }
+  }
+}
+
 /** The maximum delay Node's timers accept, in milliseconds. They run a
  * longer one after 1 ms instead, with a TimeoutOverflowWarning. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;

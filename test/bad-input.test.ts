@@ -170,6 +170,11 @@ const invalidArgumentCases: Case[] = [
     ],
   },
   { name: 'registerSession clientId', call: (v) => sessions.registerSession(v as string), values: [[LONE_LOW, JSON.stringify(LONE_LOW)], [TOO_LONG_MULTIBYTE, '32768 characters']] },
+  {
+    name: 'registerSession options',
+    call: (v) => sessions.registerSession(CLIENT, v as never),
+    values: [[{ memLimit: 5 }, '"memLimit"']],
+  },
   { name: 'createSessionQueue clientId', call: (v) => sessions.createSessionQueue(v as string, { overflow: 'reject' }), values: badIds },
   {
     name: 'createSessionQueue options',
@@ -177,6 +182,7 @@ const invalidArgumentCases: Case[] = [
     values: [
       [null, 'null'],
       ['reject', '"reject"'],
+      [{ overflow: 'reject', maxMesages: 1 }, '"maxMesages"'],
     ],
   },
   {
@@ -258,11 +264,21 @@ const invalidArgumentCases: Case[] = [
   },
   // registerPrometheusMetrics
   {
+    name: 'registerPrometheusMetrics registry',
+    call: (v) => registerPrometheusMetrics(v as never),
+    values: [
+      [undefined, 'undefined'],
+      [null, 'null'],
+      [{}, 'object'],
+    ],
+  },
+  {
     name: 'registerPrometheusMetrics options',
     call: (v) => registerPrometheusMetrics(new Registry(), v as never),
     values: [
       [{ topClients: Number.NaN }, 'NaN'],
       [{ topClients: 2 ** 53 }, '9007199254740992'],
+      [{ topclients: 5 }, '"topclients"'],
     ],
   },
   // createBoundedPersistence
@@ -273,6 +289,7 @@ const invalidArgumentCases: Case[] = [
       [null, 'null'],
       ['drop-new', '"drop-new"'],
       [{ policy: 'drop-newest' }, '"drop-newest"'],
+      [{ polciy: 'drop-oldest' }, '"polciy"'],
       [{ policy: '' }, '""'],
       [{ policy: 5 }, '5'],
       [{ clientPolicies: 'drop-new' }, '"drop-new"'],

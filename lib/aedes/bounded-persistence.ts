@@ -72,7 +72,7 @@ import { invalidArgument, MqttAllocatorError } from '../errors';
 import { GlobalSessionManager } from '../global-manager';
 import { getLogger, REFUSAL_LOG_INTERVAL_MS } from '../logging';
 import type { PayloadHandle, ThreadLocalSessionManager } from '../thread-manager';
-import { assertInterval, assertSeconds } from '../validate';
+import { assertInterval, assertKnownOptions, assertSeconds } from '../validate';
 import { ClientStore, PayloadAccess, StoredEntry, toPacket } from './client-store';
 import { DropLog } from './drop-log';
 import type {
@@ -91,6 +91,16 @@ import type {
 } from './types';
 
 const POLICIES: ReadonlySet<string> = new Set(['drop-new', 'drop-oldest', 'disconnect']);
+const OPTIONS: readonly (keyof BoundedPersistenceOptions)[] = [
+  'persistence',
+  'manager',
+  'policy',
+  'clientPolicies',
+  'logger',
+  'expiryInterval',
+  'expiryCheckInterval',
+  'logIntervalMs',
+];
 const DEFAULT_EXPIRY_CHECK_SECONDS = 5;
 const EMPTY = new Uint8Array(0);
 
@@ -196,6 +206,7 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
     if (options === null || typeof options !== 'object') {
       throw invalidArgument('options', options, 'an object of BoundedPersistence options');
     }
+    assertKnownOptions('options', options, OPTIONS);
     const policy = options.policy ?? 'drop-new';
     assertPolicy('policy', policy);
     if (options.clientPolicies !== undefined && typeof options.clientPolicies !== 'function') {
