@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the prebuilt addon shipped in the npm package:
-# prebuilds/<platform>-<arch>/node.napi.<libc>.node, with tcmalloc linked in
+# prebuilds/<platform>-<arch>/mqtt-session-allocator.<libc>.node, with tcmalloc
+# linked in
 # (scripts/build-tcmalloc.sh makes the archive when it is missing).
 #
 # prebuildify runs `node-gyp rebuild`, which deletes build/ first. It runs
