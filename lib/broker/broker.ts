@@ -59,9 +59,27 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
 
   const mqttServer = net.createServer(broker.handle);
   const httpServer = createHttpServer(registry, manager);
+
+  // Stops the servers, the broker and the timers, and releases every session buffer.
+  const release = async (): Promise<void> => {
+    mqttServer.close();
+    closeHttp(httpServer);
+    await new Promise<void>((resolve) => broker.close(() => resolve()));
+    await persistence.destroy();
+    flushRefusalLog();
+    manager.stopExpiryCleanup();
+  };
+
   mqttServer.listen(options.port, options.host);
   httpServer.listen(options.httpPort, options.host);
-  await Promise.all([once(mqttServer, 'listening'), once(httpServer, 'listening')]);
+  try {
+    await Promise.all([once(mqttServer, 'listening'), once(httpServer, 'listening')]);
+  } catch (error) {
+    // A port in use fails one server, while the other one listens and
+    // would keep the process running.
+    await release();
+    throw error;
+  }
   const mqttAddress = mqttServer.address() as net.AddressInfo;
   const httpAddress = httpServer.address() as net.AddressInfo;
   options.logger.info(
@@ -72,12 +90,7 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
-      mqttServer.close();
-      closeHttp(httpServer);
-      await new Promise<void>((resolve) => broker.close(() => resolve()));
-      await persistence.destroy();
-      flushRefusalLog();
-      manager.stopExpiryCleanup();
+      await release();
       options.logger.info({ globalUsage: manager.getGlobalMemoryUsage() }, 'broker stopped');
     })();
     return closing;

@@ -3,6 +3,7 @@
 import { ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -231,5 +232,28 @@ describe('broker command', () => {
     expect(code).toBe(1);
     expect(stderr).toContain(`invalid ${source}: "loud"`);
     expect(stderr).toContain('expected one of');
+  });
+
+  test.each(['--port', '--http-port'])('%s in use exits 1', async (option) => {
+    const taken = net.createServer();
+    taken.listen(0, '127.0.0.1');
+    await once(taken, 'listening');
+    const port = String((taken.address() as net.AddressInfo).port);
+    try {
+      const args = ['--port', '0', '--http-port', '0'];
+      args[args.indexOf(option) + 1] = port;
+      const child = spawn(process.execPath, [CLI, ...args]);
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString();
+      });
+      // Without an exit, the test times out.
+      const [code] = (await once(child, 'exit')) as [number | null];
+
+      expect(code).toBe(1);
+      expect(stderr).toContain(`EADDRINUSE: address already in use 127.0.0.1:${port}`);
+    } finally {
+      taken.close();
+    }
   });
 });
