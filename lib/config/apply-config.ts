@@ -199,7 +199,7 @@ function validateConfig(config: SessionAllocatorConfig): void {
         throw invalidArgument(
           `${name}.match`,
           rule.match,
-          `a client id: well-formed Unicode (no lone surrogates) of at most ${MAX_CLIENT_ID_BYTES} bytes of UTF-8`,
+          `a client id: well-formed Unicode (no lone surrogates) without U+0000, of at most ${MAX_CLIENT_ID_BYTES} bytes of UTF-8`,
         );
       }
     }

@@ -471,6 +471,9 @@ function checkClientKey(key: string): string | undefined {
   if (!key.isWellFormed()) {
     return 'the client id contains a lone UTF-16 surrogate, which UTF-8 cannot encode';
   }
+  if (key.includes('\u0000')) {
+    return 'the client id contains U+0000, which MQTT forbids in strings';
+  }
   if (Buffer.byteLength(key, 'utf8') > MAX_CLIENT_ID_BYTES) {
     return `the client id is longer than the ${MAX_CLIENT_ID_BYTES} bytes MQTT allows`;
   }

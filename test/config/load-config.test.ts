@@ -243,6 +243,7 @@ describe('loadConfig with invalid files', () => {
     ['list as key', 'memory:\n  client_limits:\n    ? [a]\n    : 1\n', 'memory.client_limits', ['a'], 'strings'],
     ['id given twice', 'memory:\n  client_limits:\n    123: 1\n    "123": 2\n', 'memory.client_limits."123"', '123', 'once'],
     ['lone surrogate id', 'memory:\n  client_limits:\n    "a\\ud800": 1\n', 'memory.client_limits."a\\ud800"', 'a\ud800', 'client ids'],
+    ['id with U+0000', 'memory:\n  client_limits:\n    "a\\0b": 1\n', 'memory.client_limits."a\\u0000b"', 'a\u0000b', 'client ids'],
   ])('%s', (_name, content, keyPath, value, expected) => {
     const file = writeConfig(content);
 
