@@ -87,6 +87,9 @@ export interface ConfigErrorDetails {
   keyPath?: string | undefined;
   /** The rejected value as parsed from YAML or read from the environment. */
   value?: unknown;
+  /** A rejected number as the file writes it, which the message quotes:
+   * YAML reads numbers as doubles, so 9007199254740993 becomes ...992. */
+  written?: string | undefined;
   /** Reason the value was rejected. */
   problem: string;
   /** Description of an accepted value. */
@@ -400,12 +403,14 @@ class ConfigFileReader {
   ): never {
     const offset = node?.range?.[0];
     const position = offset === undefined ? undefined : this.lineCounter.linePos(offset);
+    const written = isScalar(node) && typeof node.value === 'number' ? node.source : undefined;
     throw new ConfigError({
       file: this.file,
       line: position?.line,
       column: position?.col,
       keyPath,
       value: value.length > 0 ? value[0] : node?.toJS(this.document),
+      written,
       problem,
       expected,
     });
@@ -599,7 +604,9 @@ function formatConfigErrorMessage(details: ConfigErrorDetails): string {
     }
   }
   message += `: ${details.problem}.`;
-  if ('value' in details) {
+  if (details.written !== undefined) {
+    message += ` Got ${details.written}.`;
+  } else if ('value' in details) {
     message += ` Got ${showValue(details.value)}.`;
   }
   message += ` Expected ${details.expected}.`;

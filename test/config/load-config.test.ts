@@ -264,6 +264,19 @@ describe('loadConfig with invalid files', () => {
     }
   });
 
+  test.each<[string, string]>([
+    ['9007199254740993', 'rounds to 2^53'],
+    ['1.0e400', 'overflows to Infinity'],
+    ['0x20000000000001', 'is hexadecimal'],
+  ])('number %s, which %s, is quoted as written', (written) => {
+    const file = writeConfig(`memory:\n  global_limit: ${written}\n`);
+
+    const error = catchConfigError(() => loadConfig(file, {}));
+
+    expect(error.keyPath).toBe('memory.global_limit');
+    expect(error.message).toContain(` Got ${written}. `);
+  });
+
   test('client id over 65535 bytes', () => {
     // YAML allows implicit keys of at most 1024 characters, so the long id is
     // written as an explicit key (`? key`).
