@@ -424,6 +424,8 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
     const handle = this.sessions.storePayload(client.id, payload, 'session');
     if (handle === undefined) {
       this.recordDrop(store, client.id, 'disconnect', 'inbound-limit-exceeded', payload.byteLength, packet.topic);
+      // Aedes closes the publisher when this rejects.
+      if (store.client !== undefined && store.closing !== store.client) this.recordDisconnect(store, store.client, 'disconnect');
       throw new MqttAllocatorError(
         'MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED',
         `inbound QoS 2 message of ${payload.byteLength} bytes does not fit in the memory limit of client ${JSON.stringify(client.id)}`,
@@ -731,14 +733,19 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
   private disconnect(store: ClientStore, policy: OverflowAction): void {
     const client = store.client;
     if (client === undefined || client.closed || store.closing === client) return;
+    this.recordDisconnect(store, client, policy);
+    // Closed on a later turn: this runs inside the publisher's flow, which
+    // must finish undisturbed.
+    setImmediate(() => client.close());
+  }
+
+  /** Counts, emits and logs the closing of `client`, the connection of `store`. */
+  private recordDisconnect(store: ClientStore, client: Client, policy: OverflowAction): void {
     store.closing = client;
     store.disconnected += 1;
     this.totals.disconnected += 1;
     this.dropLog.recordDisconnect(store.clientId, policy);
     this.emitSafely('disconnect', { clientId: store.clientId });
-    // Closed on a later turn: this runs inside the publisher's flow, which
-    // must finish undisturbed.
-    setImmediate(() => client.close());
   }
 
   /** Releases an expired session's messages and removes its store. */

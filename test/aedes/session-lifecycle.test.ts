@@ -96,6 +96,8 @@ test('inbound QoS 2 over budget closes publisher', async () => {
   manager.setClientMemoryLimit(publisherId, 1024);
   const drops: DropEvent[] = [];
   testBroker.persistence!.on('drop', (event) => drops.push(event));
+  const disconnects: string[] = [];
+  testBroker.persistence!.on('disconnect', (event) => disconnects.push(event.clientId));
   const publisher = await connect(publisherId, { clean: true });
   const closed = new Promise<void>((resolve) => publisher.client.once('close', () => resolve()));
 
@@ -105,6 +107,9 @@ test('inbound QoS 2 over budget closes publisher', async () => {
   expect(drops).toEqual([
     { clientId: publisherId, policy: 'disconnect', reason: 'inbound-limit-exceeded', bytes: 4096, topic: 'qos2/in' },
   ]);
+  // Aedes closes the publisher, and the close is counted like any disconnect.
+  expect(disconnects).toEqual([publisherId]);
+  expect(testBroker.persistence!.stats().disconnected).toBe(1);
   await waitFor(() => usageOf(publisherId) === 0, 'the publisher usage to return to 0');
 });
 
