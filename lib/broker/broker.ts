@@ -73,7 +73,7 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   mqttServer.listen(options.port, options.host);
   httpServer.listen(options.httpPort, options.host);
   try {
-    await Promise.all([once(mqttServer, 'listening'), once(httpServer, 'listening')]);
+    await Promise.all([listening(mqttServer, 'MQTT'), listening(httpServer, 'HTTP')]);
   } catch (error) {
     // A port in use fails one server, while the other one listens and
     // would keep the process running.
@@ -96,6 +96,15 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     return closing;
   };
   return { broker, persistence, mqttAddress, httpAddress, close };
+}
+
+/** Resolves once `server` listens; rejects with an error that names it. */
+async function listening(server: net.Server, name: string): Promise<void> {
+  try {
+    await once(server, 'listening');
+  } catch (error) {
+    throw new Error(`the ${name} server cannot listen: ${(error as Error).message}`, { cause: error });
+  }
 }
 
 function closeHttp(server: http.Server): void {

@@ -234,7 +234,10 @@ describe('broker command', () => {
     expect(stderr).toContain('expected one of');
   });
 
-  test.each(['--port', '--http-port'])('%s in use exits 1', async (option) => {
+  test.each([
+    ['--port', 'MQTT'],
+    ['--http-port', 'HTTP'],
+  ])('%s in use exits 1', async (option, server) => {
     const taken = net.createServer();
     taken.listen(0, '127.0.0.1');
     await once(taken, 'listening');
@@ -251,7 +254,7 @@ describe('broker command', () => {
       const [code] = (await once(child, 'exit')) as [number | null];
 
       expect(code).toBe(1);
-      expect(stderr).toContain(`EADDRINUSE: address already in use 127.0.0.1:${port}`);
+      expect(stderr).toContain(`the ${server} server cannot listen: listen EADDRINUSE: address already in use 127.0.0.1:${port}`);
     } finally {
       taken.close();
     }
