@@ -213,6 +213,61 @@ describe('threads', () => {
     expect(manager.getGlobalMemoryUsage()).toBe(baseline);
   });
 
+  test('same slot on two threads names neither', async () => {
+    // Two new threads each store one payload in their first slot, with the
+    // same generation. Only the thread tag in the handle tells them apart.
+    const script = `
+      const { workerData, parentPort } = require('node:worker_threads');
+      const { GlobalSessionManager } = require(workerData.root);
+      const sessions = GlobalSessionManager.instance().getThreadManager();
+      const clientId = 'payload-slot-' + require('node:worker_threads').threadId;
+      sessions.registerSession(clientId, { expiryInterval: 0 });
+      const own = sessions.storePayload(clientId, Buffer.from(clientId));
+      parentPort.postMessage(own);
+      parentPort.once('message', (foreign) => {
+        const outcome = {};
+        for (const name of ['loadPayload', 'takePayload', 'payloadSize', 'freePayload']) {
+          try {
+            sessions[name](foreign);
+            outcome[name] = 'accepted';
+          } catch (error) {
+            outcome[name] = error.code;
+          }
+        }
+        outcome.own = sessions.loadPayload(own).toString();
+        parentPort.postMessage(outcome);
+        parentPort.once('message', () => process.exit(0));
+      });
+    `;
+    const first = startWorker(script);
+    const second = startWorker(script);
+    let firstHandle: number;
+    let secondHandle: number;
+    let outcome: Record<string, string>;
+    try {
+      [firstHandle, secondHandle] = await Promise.all([nextMessage<number>(first), nextMessage<number>(second)]);
+      first.postMessage(secondHandle);
+      outcome = await nextMessage<Record<string, string>>(first);
+      first.postMessage('done');
+      second.postMessage(firstHandle);
+      await nextMessage<Record<string, string>>(second);
+      second.postMessage('done');
+      await Promise.all([exited(first), exited(second)]);
+    } finally {
+      // A worker left running would keep jest from exiting after a failure.
+      await Promise.all([first.terminate(), second.terminate()]);
+    }
+
+    expect(firstHandle).not.toBe(secondHandle);
+    expect(outcome).toEqual({
+      loadPayload: 'MQ_ERR_INVALID_ARGS',
+      takePayload: 'MQ_ERR_INVALID_ARGS',
+      payloadSize: 'MQ_ERR_INVALID_ARGS',
+      freePayload: 'MQ_ERR_INVALID_ARGS',
+      own: expect.stringMatching(/^payload-slot-/),
+    });
+  });
+
   test('handle of another thread rejected', async () => {
     const worker = startWorker(`
       const { workerData, parentPort } = require('node:worker_threads');

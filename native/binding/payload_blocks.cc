@@ -1,5 +1,6 @@
 #include "payload_blocks.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -14,31 +15,49 @@
 
 namespace mqsa {
 
-// Generations wrap at 2^20, which keeps every handle below 2^53.
-constexpr uint32_t kGenerationMask = (1u << 20) - 1;
-constexpr double kSlotRange = 4294967296.0;  // 2^32
+constexpr unsigned kIndexBits = 26;
+constexpr unsigned kGenerationBits = 18;
+constexpr unsigned kTagBits = 9;
+constexpr uint64_t kIndexMask = (uint64_t{1} << kIndexBits) - 1;
+constexpr uint32_t kGenerationMask = (uint32_t{1} << kGenerationBits) - 1;
+constexpr uint64_t kTagMask = (uint64_t{1} << kTagBits) - 1;
+static_assert(kIndexBits + kGenerationBits + kTagBits == 53, "a handle must fit a double's integer range");
 
-double PayloadBlocks::add(Block block) {
+namespace {
+
+// Counts the block sets created, one per thread, to tag them in turn.
+std::atomic<uint64_t> g_next_tag{0};
+
+}  // namespace
+
+PayloadBlocks::PayloadBlocks() : tag_(g_next_tag.fetch_add(1, std::memory_order_relaxed) & kTagMask) {}
+
+double PayloadBlocks::add(Block& block) {
   uint32_t index = 0;
   if (!free_slots_.empty()) {
     index = free_slots_.back();
     free_slots_.pop_back();
-  } else {
+  } else if (slots_.size() < kMaxSlots) {
     index = static_cast<uint32_t>(slots_.size());
     slots_.emplace_back();
+  } else {
+    return 0;
   }
   Slot& slot = slots_[index];
   slot.block = std::move(block);
   slot.used = true;
-  return static_cast<double>(slot.generation) * kSlotRange + index + 1;
+  uint64_t handle = (tag_ << (kIndexBits + kGenerationBits)) | (uint64_t{slot.generation} << kIndexBits) | (index + 1);
+  return static_cast<double>(handle);
 }
 
 PayloadBlocks::Slot* PayloadBlocks::live_slot(double handle) {
-  if (!(handle >= 1) || std::floor(handle) != handle) return nullptr;
-  double generation = std::floor((handle - 1) / kSlotRange);
-  double index = handle - 1 - generation * kSlotRange;
+  if (!(handle >= 1) || !(handle < 9007199254740992.0) || std::floor(handle) != handle) return nullptr;
+  uint64_t bits = static_cast<uint64_t>(handle);
+  if ((bits >> (kIndexBits + kGenerationBits)) != tag_) return nullptr;
+  uint64_t index = (bits & kIndexMask) - 1;
+  uint64_t generation = (bits >> kIndexBits) & kGenerationMask;
   if (index >= slots_.size()) return nullptr;
-  Slot& slot = slots_[static_cast<size_t>(index)];
+  Slot& slot = slots_[index];
   if (!slot.used || slot.generation != generation) return nullptr;
   return &slot;
 }
@@ -138,7 +157,14 @@ napi_value payload_store(napi_env raw_env, napi_callback_info info) {
   if (result == CopyResult::kFailed) return nullptr;
 
   block.allocator = allocator;
-  return Napi::Number::New(env, state.payloads.add(std::move(block)));
+  double handle = state.payloads.add(block);
+  if (handle == 0) {
+    block.allocator->deallocate(block.data, block.usable, *state.counters);
+    return throw_code(env, MQ_ERR_ALLOCATOR,
+                      "this thread holds " + std::to_string(PayloadBlocks::kMaxSlots) +
+                          " stored payloads already, the most one thread can hold; free some first");
+  }
+  return Napi::Number::New(env, handle);
 }
 
 // payloadSize(handle): the payload's size in bytes.

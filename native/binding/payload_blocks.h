@@ -13,12 +13,22 @@
 
 namespace mqsa {
 
-// The blocks of one thread. A handle is the slot index plus one, plus the
-// slot's generation times 2^32, so a stale handle of a freed and reused slot
-// never reaches the new block. Every access happens on the owning
-// JavaScript thread.
+// The blocks of one thread. A handle packs three numbers into an integer
+// below 2^53, so that a JavaScript number represents it exactly:
+// - bits 0 to 25: the slot index plus one (never 0, which means refused);
+// - bits 26 to 43: the slot's generation, so that a stale handle of a freed
+//   and reused slot never reaches the new block (until 2^18 reuses);
+// - bits 44 to 52: the thread's tag, so that a handle passed to another
+//   thread names none of that thread's blocks (tags repeat only after 512
+//   threads have stored payloads).
+// Every access happens on the owning JavaScript thread.
 class PayloadBlocks {
  public:
+  // Live blocks one thread can hold: 2^26 - 1.
+  static constexpr uint64_t kMaxSlots = (uint64_t{1} << 26) - 1;
+
+  PayloadBlocks();
+
   struct Block {
     void* data = nullptr;
     size_t size = 0;    // payload bytes
@@ -26,8 +36,9 @@ class PayloadBlocks {
     std::shared_ptr<MQTTAllocator> allocator;
   };
 
-  // Stores a block and returns its handle.
-  double add(Block block);
+  // Stores a block and returns its handle, or 0 when the thread holds
+  // kMaxSlots blocks already (the block is then left to the caller).
+  double add(Block& block);
   // Returns the live block behind `handle`, or null.
   Block* find(double handle);
   // Frees the block behind `handle`; false when it is not live. `counters`
@@ -47,6 +58,7 @@ class PayloadBlocks {
 
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_slots_;
+  uint64_t tag_;
 };
 
 // Outcome of copy_payload_in.
