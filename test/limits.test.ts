@@ -382,3 +382,28 @@ describe('thread limit', () => {
     expect(sessions.tryAllocate(clientId, 16_384)).toBeInstanceOf(Buffer);
   });
 });
+
+describe('allocation the backend cannot provide', () => {
+  // 2^52 bytes is past any x86-64 or arm64 address space, so the backend
+  // fails whatever the machine's overcommit setting.
+  const HUGE = 2 ** 52;
+
+  test('throws MQ_ERR_ALLOCATOR and charges nothing', () => {
+    const clientId = client(0);
+    const before = manager.getGlobalMemoryUsage();
+
+    expect(thrown(() => sessions.allocate(clientId, HUGE)).code).toBe('MQ_ERR_ALLOCATOR');
+    expect(sessions.getSessionMemoryUsage(clientId)).toBe(0);
+    expect(manager.getGlobalMemoryUsage()).toBe(before);
+  });
+
+  test('raises no peak', () => {
+    const clientId = client(0);
+    const allocator = sessions.sessionAllocators.getSessionAllocator(clientId);
+    const rootPeak = manager.getAllocatorHierarchy().peak;
+    thrown(() => sessions.allocate(clientId, HUGE));
+
+    expect(allocator.peak).toBe(0);
+    expect(manager.getAllocatorHierarchy().peak).toBe(rootPeak);
+  });
+});

@@ -141,9 +141,12 @@ bool MQTTAllocator::charge(size_t bytes, LimitRefusal* refusal) {
     } while (!node->usage_.compare_exchange_weak(current, current + bytes,
                                                  std::memory_order_relaxed));
   }
+  return true;
+}
 
-  // Peaks only after the whole path was charged, so a refused attempt never
-  // shows up as a peak.
+// Runs once the block exists, so that neither a refused charge nor a charge
+// for a block the backend could not provide ever shows up as a peak.
+void MQTTAllocator::raise_peaks() {
   for (MQTTAllocator* node = this; node != nullptr; node = node->parent_.get()) {
     size_t now = node->usage_.load(std::memory_order_relaxed);
     size_t peak = node->peak_.load(std::memory_order_relaxed);
@@ -156,7 +159,6 @@ bool MQTTAllocator::charge(size_t bytes, LimitRefusal* refusal) {
            !node->peak_.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
     }
   }
-  return true;
 }
 
 void MQTTAllocator::refused(size_t bytes, size_t usage, size_t limit,
@@ -232,6 +234,7 @@ int MQTTAllocator::allocate(size_t size, void*& out, size_t& usable, LimitRefusa
     charged = actual;
   }
 
+  raise_peaks();
   add(self_usage_, charged, confined);
   add<uint64_t>(live_blocks_, 1, confined);
   add<uint64_t>(total_allocations_, 1, confined);

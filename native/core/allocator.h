@@ -125,6 +125,8 @@ class MQTTAllocator : public std::enable_shared_from_this<MQTTAllocator> {
   // Adds `bytes` to this node and every ancestor, or to none of them.
   bool charge(size_t bytes, LimitRefusal* refusal);
   void uncharge(size_t bytes);
+  // Raises the peak of this node and every ancestor to its usage.
+  void raise_peaks();
   // Counts a refusal by this node's limit and fills `refusal`.
   void refused(size_t bytes, size_t usage, size_t limit, LimitRefusal* refusal);
   void detach_subtree();
