@@ -9,7 +9,7 @@ import { AllocatorNode, formatAllocatorNode, toAllocatorNode } from './hierarchy
 import { getLogger, RefusalLog, setLogger } from './logging';
 import { native, NativeBackendInfo, NativeErrorContext } from './native';
 import { ThreadLocalSessionManager } from './thread-manager';
-import { assertBytes, assertClientId, assertInterval, assertName, assertSeconds } from './validate';
+import { assertBytes, assertClientId, assertInterval, assertKnownOptions, assertName, assertSeconds } from './validate';
 
 /** Payload of the 'limitExceeded' event. */
 export interface LimitExceededEvent {
@@ -37,6 +37,8 @@ export interface LimitPatternEntry {
   pattern: string;
   limit: number;
 }
+
+const PATTERN_KEYS: readonly (keyof LimitPatternEntry)[] = ['pattern', 'limit'];
 
 export type BackendInfo = NativeBackendInfo;
 
@@ -150,6 +152,7 @@ export class GlobalSessionManager extends EventEmitter<GlobalSessionManagerEvent
       if (entry === null || typeof entry !== 'object') {
         throw invalidArgument(`patterns[${index}]`, entry, 'an object { pattern, limit }');
       }
+      assertKnownOptions(`patterns[${index}]`, entry, PATTERN_KEYS);
       assertName(`patterns[${index}].pattern`, entry.pattern);
       assertBytes(`patterns[${index}].limit`, entry.limit);
       return [entry.pattern, entry.limit];

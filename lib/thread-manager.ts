@@ -22,6 +22,14 @@ export interface RegisterSessionOptions {
 
 const SESSION_OPTIONS: readonly (keyof RegisterSessionOptions)[] = ['memoryLimit', 'expiryInterval'];
 
+// The addon checks a number itself: an integer, live, of this thread. This
+// names a value of another type, which the addon cannot describe.
+function assertHandle(handle: unknown): asserts handle is PayloadHandle {
+  if (typeof handle !== 'number') {
+    throw invalidArgument('handle', handle, 'a payload handle (a number that storePayload returned)');
+  }
+}
+
 /** A stored payload of storePayload(), valid on the thread that stored it. */
 export type PayloadHandle = number;
 
@@ -133,6 +141,7 @@ export class ThreadLocalSessionManager {
    * A caller that kept the payload's size passes it as `size`, which saves
    * asking for it; a size that does not match throws, copying nothing. */
   loadPayload(handle: PayloadHandle, size?: number): Buffer {
+    assertHandle(handle);
     if (size !== undefined) assertBytes('size', size);
     const payload = Buffer.allocUnsafe(size ?? native.payloadSize(handle));
     native.payloadRead(handle, payload);
@@ -143,6 +152,7 @@ export class ThreadLocalSessionManager {
    * call. Throws, copying and freeing nothing, for a handle that is not live
    * or a size that does not match. */
   takePayload(handle: PayloadHandle, size?: number): Buffer {
+    assertHandle(handle);
     if (size !== undefined) assertBytes('size', size);
     const payload = Buffer.allocUnsafe(size ?? native.payloadSize(handle));
     native.payloadTake(handle, payload);
@@ -151,12 +161,14 @@ export class ThreadLocalSessionManager {
 
   /** Size in bytes of a stored payload. */
   payloadSize(handle: PayloadHandle): number {
+    assertHandle(handle);
     return native.payloadSize(handle);
   }
 
   /** Frees a stored payload now. Throws, freeing nothing, for a handle that
    * was freed already or belongs to another thread. */
   freePayload(handle: PayloadHandle): void {
+    assertHandle(handle);
     native.payloadFree(handle);
   }
 

@@ -154,10 +154,20 @@ const invalidArgumentCases: Case[] = [
       [[{ pattern: 'bad-input-*', limit: 1 }, { pattern: '', limit: 1 }], 'patterns[1].pattern'],
       [[{ pattern: 'bad-input-*', limit: 1 }, { pattern: 'b*', limit: -1 }], 'patterns[1].limit'],
       [[{ pattern: 7, limit: 1 }], 'patterns[0].pattern'],
+      [[{ pattern: 'bad-input-*', limit: 1, x: 1 }], 'patterns[0] key "x"'],
     ],
   },
   // ThreadLocalSessionManager
   { name: 'hasSession clientId', call: (v) => sessions.hasSession(v as string), values: badIds },
+  ...(['loadPayload', 'takePayload', 'payloadSize', 'freePayload'] as const).map((method) => ({
+    name: `${method} handle`,
+    call: (v: unknown) => sessions[method](v as number),
+    values: [
+      ['1', '"1"'],
+      [undefined, 'undefined'],
+      [null, 'null'],
+    ] as Array<[unknown, string]>,
+  })),
   { name: 'getSessionMemoryUsage clientId', call: (v) => sessions.getSessionMemoryUsage(v as string), values: badIds },
   { name: 'tryAllocate clientId', call: (v) => sessions.tryAllocate(v as string, 8), values: badIds.slice(5) },
   {
