@@ -144,10 +144,10 @@ describe('store, load and free', () => {
       expect(error.code).toBe('MQ_ERR_INVALID_ARGS');
       expect(error.message).toContain(`payload handle ${handle} is not live`);
     }
-    for (const handle of [0, -1, 1.5, Number.NaN]) {
+    for (const [handle, shown] of [[0, '0'], [-1, '-1'], [1.5, '1.5'], [Number.NaN, 'NaN'], [2 ** 60, '1.152921504606847e+18']] as const) {
       const error = thrown(() => sessions.loadPayload(handle));
       expect(error.code).toBe('MQ_ERR_INVALID_ARGS');
-      expect(error.message).toContain(`invalid payload handle ${handle}: expected a positive integer`);
+      expect(error.message).toContain(`invalid payload handle ${shown}: expected a positive safe integer`);
     }
     expect(thrown(() => sessions.freePayload('1' as unknown as number)).code).toBe('MQ_ERR_INVALID_ARGS');
   });

@@ -131,9 +131,9 @@ Napi::Value throw_not_live(Napi::Env env, double handle) {
   // JavaScript's spelling of the number, for the message.
   char text[32] = "NaN";
   if (!std::isnan(handle)) std::snprintf(text, sizeof(text), "%.17g", handle);
-  if (!(handle >= 1) || std::floor(handle) != handle) {
+  if (!(handle >= 1) || !(handle < 9007199254740992.0) || std::floor(handle) != handle) {
     return throw_code(env, MQ_ERR_INVALID_ARGS, std::string("invalid payload handle ") + text +
-                                                    ": expected a positive integer that storePayload returned");
+                                                    ": expected a positive safe integer that storePayload returned");
   }
   return throw_code(env, MQ_ERR_INVALID_ARGS, std::string("payload handle ") + text +
                                                   " is not live (freed already, never stored, or from another thread)");
