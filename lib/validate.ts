@@ -39,10 +39,13 @@ export function assertKnownOptions(name: string, options: object, known: readonl
  * longer one after 1 ms instead, with a TimeoutOverflowWarning. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** The maximum delay Node's timers accept, in whole seconds. */
+export const MAX_TIMER_SECONDS = Math.floor(MAX_TIMER_MS / 1000);
+
 /** Throws unless `value` is a timer interval: an integer number of `unit`
  * from 0 to the maximum delay Node's timers accept. */
 export function assertInterval(name: string, value: unknown, unit: 'seconds' | 'milliseconds'): asserts value is number {
-  const max = unit === 'seconds' ? Math.floor(MAX_TIMER_MS / 1000) : MAX_TIMER_MS;
+  const max = unit === 'seconds' ? MAX_TIMER_SECONDS : MAX_TIMER_MS;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > max) {
     throw invalidArgument(name, value, `an integer number of ${unit} from 0 to ${max}, the maximum interval Node timers support`);
   }

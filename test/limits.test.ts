@@ -384,8 +384,9 @@ describe('thread limit', () => {
 });
 
 describe('allocation the backend cannot provide', () => {
-  // 2^52 bytes is past any x86-64 or arm64 address space, so the backend
-  // fails whatever the machine's overcommit setting.
+  // 2^52 bytes (4 PiB) exceeds the user address space under 4-level paging
+  // (x86-64 and arm64), and Linux's default overcommit heuristic rejects it
+  // on any machine with less memory and swap than that.
   const HUGE = 2 ** 52;
 
   test('throws MQ_ERR_ALLOCATOR and charges nothing', () => {

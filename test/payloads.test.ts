@@ -215,7 +215,7 @@ describe('threads', () => {
 
   test('same slot on two threads names neither', async () => {
     // Two new threads each store one payload in their first slot, with the
-    // same generation. Only the thread tag in the handle tells them apart.
+    // same generation. Only the thread tag in the handle distinguishes them.
     const script = `
       const { workerData, parentPort } = require('node:worker_threads');
       const { GlobalSessionManager } = require(workerData.root);

@@ -425,7 +425,7 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
     if (handle === undefined) {
       this.recordDrop(store, client.id, 'disconnect', 'inbound-limit-exceeded', payload.byteLength, packet.topic);
       // Aedes closes the publisher when this rejects.
-      if (store.client !== undefined && store.closing !== store.client) this.recordDisconnect(store, store.client, 'disconnect');
+      this.recordDisconnect(store, 'disconnect');
       throw new MqttAllocatorError(
         'MQ_ERR_ALLOCATOR_LIMIT_EXCEEDED',
         `inbound QoS 2 message of ${payload.byteLength} bytes does not fit in the memory limit of client ${JSON.stringify(client.id)}`,
@@ -731,21 +731,26 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
   }
 
   private disconnect(store: ClientStore, policy: OverflowAction): void {
-    const client = store.client;
-    if (client === undefined || client.closed || store.closing === client) return;
-    this.recordDisconnect(store, client, policy);
+    const client = this.recordDisconnect(store, policy);
     // Closed on a later turn: this runs inside the publisher's flow, which
     // must finish undisturbed.
-    setImmediate(() => client.close());
+    if (client !== undefined) setImmediate(() => client.close());
   }
 
-  /** Counts, emits and logs the closing of `client`, the connection of `store`. */
-  private recordDisconnect(store: ClientStore, client: Client, policy: OverflowAction): void {
+  /**
+   * Counts, emits and logs the closing of the client's open connection, and
+   * returns that connection. Returns undefined, recording nothing, when no
+   * connection is open or its closing was recorded already.
+   */
+  private recordDisconnect(store: ClientStore, policy: OverflowAction): Client | undefined {
+    const client = store.client;
+    if (client === undefined || client.closed || store.closing === client) return undefined;
     store.closing = client;
     store.disconnected += 1;
     this.totals.disconnected += 1;
     this.dropLog.recordDisconnect(store.clientId, policy);
     this.emitSafely('disconnect', { clientId: store.clientId });
+    return client;
   }
 
   /** Releases an expired session's messages and removes its store. */

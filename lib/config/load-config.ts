@@ -4,7 +4,7 @@ import { resolve as resolvePath } from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
 import type { Document, Node as YamlNode, ParsedNode } from 'yaml';
 
-import { MAX_TIMER_MS } from '../validate';
+import { MAX_TIMER_SECONDS } from '../validate';
 import { checkCount, checkDuration, checkSize, DURATION_EXPECTED, SIZE_EXPECTED } from './sizes';
 import type { ParseResult } from './sizes';
 
@@ -47,9 +47,6 @@ export const DEFAULT_CONFIG_FILE = 'mqtts.yaml';
 
 /** The MQTT 5 Session Expiry Interval is a four-byte integer, and 0xFFFFFFFF means "never expires". */
 const MAX_SESSION_EXPIRY = 0xffff_ffff;
-
-/** The maximum cleanup interval in seconds that Node's setInterval() accepts. */
-export const MAX_CLEANUP_INTERVAL = Math.floor(MAX_TIMER_MS / 1000);
 
 /** MQTT encodes a client identifier as a UTF-8 string of at most 65,535 bytes. */
 const MAX_CLIENT_ID_BYTES = 65_535;
@@ -462,7 +459,7 @@ function checkSessionExpiry(input: unknown): ParseResult {
 }
 
 function checkCleanupInterval(input: unknown): ParseResult {
-  return checkDuration(input, MAX_CLEANUP_INTERVAL);
+  return checkDuration(input, MAX_TIMER_SECONDS);
 }
 
 function checkTopClients(input: unknown): ParseResult {

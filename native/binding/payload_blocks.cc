@@ -15,13 +15,15 @@
 
 namespace mqsa {
 
-constexpr unsigned kIndexBits = 26;
+constexpr unsigned kIndexBits = PayloadBlocks::kIndexBits;
 constexpr unsigned kGenerationBits = 18;
 constexpr unsigned kTagBits = 9;
 constexpr uint64_t kIndexMask = (uint64_t{1} << kIndexBits) - 1;
 constexpr uint32_t kGenerationMask = (uint32_t{1} << kGenerationBits) - 1;
 constexpr uint64_t kTagMask = (uint64_t{1} << kTagBits) - 1;
 static_assert(kIndexBits + kGenerationBits + kTagBits == 53, "a handle must fit a double's integer range");
+// 2^53: every handle is below it, so a double represents each one exactly.
+constexpr double kHandleLimit = 9007199254740992.0;
 
 namespace {
 
@@ -51,7 +53,7 @@ double PayloadBlocks::add(Block& block) {
 }
 
 PayloadBlocks::Slot* PayloadBlocks::live_slot(double handle) {
-  if (!(handle >= 1) || !(handle < 9007199254740992.0) || std::floor(handle) != handle) return nullptr;
+  if (!(handle >= 1) || !(handle < kHandleLimit) || std::floor(handle) != handle) return nullptr;
   uint64_t bits = static_cast<uint64_t>(handle);
   if ((bits >> (kIndexBits + kGenerationBits)) != tag_) return nullptr;
   uint64_t index = (bits & kIndexMask) - 1;
@@ -131,7 +133,7 @@ Napi::Value throw_not_live(Napi::Env env, double handle) {
   // JavaScript's spelling of the number, for the message.
   char text[32] = "NaN";
   if (!std::isnan(handle)) std::snprintf(text, sizeof(text), "%.17g", handle);
-  if (!(handle >= 1) || !(handle < 9007199254740992.0) || std::floor(handle) != handle) {
+  if (!(handle >= 1) || !(handle < kHandleLimit) || std::floor(handle) != handle) {
     return throw_code(env, MQ_ERR_INVALID_ARGS, std::string("invalid payload handle ") + text +
                                                     ": expected a positive safe integer that storePayload returned");
   }
@@ -159,10 +161,12 @@ napi_value payload_store(napi_env raw_env, napi_callback_info info) {
   block.allocator = allocator;
   double handle = state.payloads.add(block);
   if (handle == 0) {
+    // NOTE: no test fills kMaxSlots slots (it would take gigabytes), so
+    // this branch has been read but never run.
     block.allocator->deallocate(block.data, block.usable, *state.counters);
     return throw_code(env, MQ_ERR_ALLOCATOR,
-                      "this thread holds " + std::to_string(PayloadBlocks::kMaxSlots) +
-                          " stored payloads already, the most one thread can hold; free some first");
+                      "too many stored payloads: this thread has " + std::to_string(PayloadBlocks::kMaxSlots) +
+                          ", the maximum for one thread; free some first");
   }
   return Napi::Number::New(env, handle);
 }

@@ -24,8 +24,10 @@ namespace mqsa {
 // Every access happens on the owning JavaScript thread.
 class PayloadBlocks {
  public:
-  // Live blocks one thread can hold: 2^26 - 1.
-  static constexpr uint64_t kMaxSlots = (uint64_t{1} << 26) - 1;
+  // Bits of a handle that give the slot index plus one.
+  static constexpr unsigned kIndexBits = 26;
+  // Maximum number of live blocks of one thread: 2^26 - 1.
+  static constexpr uint64_t kMaxSlots = (uint64_t{1} << kIndexBits) - 1;
 
   PayloadBlocks();
 

@@ -64,9 +64,9 @@ class Model {
   }
 
   releaseAllWithheld(): number {
-    const kept = this.entries.filter((entry) => !entry.withheld || entry.inflight);
-    const released = this.entries.length - kept.length;
-    this.entries = kept;
+    const remaining = this.entries.filter((entry) => !entry.withheld || entry.inflight);
+    const released = this.entries.length - remaining.length;
+    this.entries = remaining;
     return released;
   }
 

@@ -238,10 +238,10 @@ describe('broker command', () => {
     ['--port', 'MQTT'],
     ['--http-port', 'HTTP'],
   ])('%s in use exits 1', async (option, server) => {
-    const taken = net.createServer();
-    taken.listen(0, '127.0.0.1');
-    await once(taken, 'listening');
-    const port = String((taken.address() as net.AddressInfo).port);
+    const occupant = net.createServer();
+    occupant.listen(0, '127.0.0.1');
+    await once(occupant, 'listening');
+    const port = String((occupant.address() as net.AddressInfo).port);
     try {
       const args = ['--port', '0', '--http-port', '0'];
       args[args.indexOf(option) + 1] = port;
@@ -256,7 +256,7 @@ describe('broker command', () => {
       expect(code).toBe(1);
       expect(stderr).toContain(`the ${server} server cannot listen: listen EADDRINUSE: address already in use 127.0.0.1:${port}`);
     } finally {
-      taken.close();
+      occupant.close();
     }
   });
 });
