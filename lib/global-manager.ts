@@ -9,7 +9,7 @@ import { AllocatorNode, formatAllocatorNode, toAllocatorNode } from './hierarchy
 import { getLogger, RefusalLog, setLogger } from './logging';
 import { native, NativeBackendInfo, NativeErrorContext } from './native';
 import { ThreadLocalSessionManager } from './thread-manager';
-import { assertBytes, assertClientId, assertInterval, assertKnownOptions, assertName, assertSeconds } from './validate';
+import { assertBytes, assertClientId, assertInterval, assertKnownOptions, assertLogger, assertName, assertSeconds } from './validate';
 
 /** Payload of the 'limitExceeded' event. */
 export interface LimitExceededEvent {
@@ -76,14 +76,14 @@ export class GlobalSessionManager extends EventEmitter<GlobalSessionManagerEvent
 
   /** Replaces the package's logger (for example with a child logger). */
   setLogger(logger: Logger): void {
-    if (logger === null || typeof logger !== 'object' || typeof logger.warn !== 'function') {
-      throw invalidArgument('logger', logger, 'a pino logger');
-    }
+    assertLogger('logger', logger);
     setLogger(logger);
   }
 
   /**
-   * Sets a client's limit (0 removes it). Applies at once to a registered
+   * Sets a client's limit in bytes. 0 makes the client unlimited,
+   * overriding the patterns and the default (clearClientMemoryLimit()
+   * returns it to them). Applies at once to a registered
    * client, even below its current usage (then new allocations fail and
    * nothing is freed), and otherwise when the client registers.
    */
@@ -271,6 +271,14 @@ export class GlobalSessionManager extends EventEmitter<GlobalSessionManagerEvent
   /** Returns free backend memory to the operating system, where the backend can. */
   releaseFreeMemory(): void {
     native.releaseFreeMemory();
+  }
+}
+
+/** Throws unless `value` is a GlobalSessionManager, for the functions that
+ * take one in place of GlobalSessionManager.instance(). */
+export function assertManager(name: string, value: unknown): asserts value is GlobalSessionManager {
+  if (!(value instanceof GlobalSessionManager)) {
+    throw invalidArgument(name, value, 'a GlobalSessionManager, such as GlobalSessionManager.instance()');
   }
 }
 

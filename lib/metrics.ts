@@ -7,7 +7,7 @@ import type { Metric, Registry, RegistryContentType } from 'prom-client';
 
 import type { BoundedPersistence } from './aedes/bounded-persistence';
 import { invalidArgument } from './errors';
-import { GlobalSessionManager } from './global-manager';
+import { assertManager, GlobalSessionManager } from './global-manager';
 import { assertKnownOptions } from './validate';
 import { createPersistenceMetrics } from './persistence-metrics';
 
@@ -97,6 +97,7 @@ export function registerPrometheusMetrics(
   if ((options as { prefix?: unknown }).prefix !== undefined) {
     throw invalidArgument('options.prefix', (options as { prefix?: unknown }).prefix, 'no prefix: the metric names are fixed');
   }
+  if (options.manager !== undefined) assertManager('options.manager', options.manager);
   const manager = options.manager ?? GlobalSessionManager.instance();
   const persistence = options.persistence;
   if (persistence !== undefined && typeof (persistence as { stats?: unknown } | null)?.stats !== 'function') {

@@ -1,5 +1,7 @@
 // Argument checks at the edge of the API. Each throws MQ_ERR_INVALID_ARGS
 // naming the value and what was expected, before anything is charged.
+import type { Logger } from 'pino';
+
 import { invalidArgument } from './errors';
 
 /** MQTT strings are at most 65,535 bytes of UTF-8. */
@@ -76,5 +78,17 @@ export function assertClientId(value: unknown): asserts value is string {
 export function assertName(name: string, value: unknown): asserts value is string {
   if (typeof value !== 'string' || value.length === 0) {
     throw invalidArgument(name, value, 'a non-empty string');
+  }
+}
+
+// The logger methods this package calls.
+const LOGGER_METHODS = ['debug', 'info', 'warn', 'error'] as const;
+
+/** Throws unless `value` has the logger methods this package calls, as a
+ * pino logger or one of its child loggers does. */
+export function assertLogger(name: string, value: unknown): asserts value is Logger {
+  const logger = value as Record<string, unknown> | null;
+  if (logger === null || typeof logger !== 'object' || LOGGER_METHODS.some((method) => typeof logger[method] !== 'function')) {
+    throw invalidArgument(name, value, 'a pino logger (an object with debug, info, warn and error methods)');
   }
 }

@@ -141,6 +141,7 @@ const invalidArgumentCases: Case[] = [
       [null, 'null'],
       ['info', '"info"'],
       [{}, 'object'],
+      [{ warn: () => undefined }, 'debug, info, warn and error'],
     ],
   },
   {
@@ -270,6 +271,39 @@ const invalidArgumentCases: Case[] = [
       [{ clientLimits: [{ match: 5, exact: true, limit: 1 }] }, 'config.clientLimits[0].match'],
       [{ clientLimits: [{ match: LONE_HIGH, exact: true, limit: 1 }] }, JSON.stringify(LONE_HIGH)],
       [{ clientLimits: [{ match: TOO_LONG, exact: true, limit: 1 }] }, '65536 characters'],
+      [{ clientLimits: [{ match: 'a', exact: true, limit: 1, y: 2 }] }, 'config.clientLimits[0] key "y"'],
+      [{ defaultClientLimt: 5 }, 'config key "defaultClientLimt"'],
+      [{ metrics: null }, 'config.metrics'],
+      [{ metrics: { topClients: -1 } }, 'config.metrics.topClients'],
+      [{ metrics: { topClients: 'abc' } }, '"abc"'],
+      [{ metrics: { topClients: 1.5 } }, '1.5'],
+      [{ metrics: { topClients: 20, foo: 1 } }, 'config.metrics key "foo"'],
+    ],
+  },
+  {
+    name: 'applyConfig manager',
+    call: (v) => applyConfig({ ...defaultConfig(), globalLimit: 2 ** 30, defaultClientLimit: 12_345 }, v as never),
+    values: [
+      [{}, 'GlobalSessionManager'],
+      [5, '5'],
+    ],
+  },
+  // loadConfig
+  {
+    name: 'loadConfig path',
+    call: (v) => loadConfig(v as string, {}),
+    values: [
+      [5, '5'],
+      ['', '""'],
+      [null, 'null'],
+    ],
+  },
+  {
+    name: 'loadConfig env',
+    call: (v) => loadConfig(undefined, v as never),
+    values: [
+      [null, 'null'],
+      ['MQTT_ALLOCATOR_BACKEND=system', '"MQTT_ALLOCATOR_BACKEND=system"'],
     ],
   },
   // registerPrometheusMetrics
@@ -289,6 +323,7 @@ const invalidArgumentCases: Case[] = [
       [{ topClients: Number.NaN }, 'NaN'],
       [{ topClients: 2 ** 53 }, '9007199254740992'],
       [{ topclients: 5 }, '"topclients"'],
+      [{ manager: {} }, 'options.manager'],
     ],
   },
   // createBoundedPersistence
@@ -314,6 +349,10 @@ const invalidArgumentCases: Case[] = [
       [{ logIntervalMs: 2 ** 31 }, '2147483648'],
       [{ persistence: null }, 'null'],
       [{ persistence: {} }, 'object'],
+      [{ logger: 5 }, 'invalid logger: 5'],
+      [{ logger: { warn: () => undefined } }, 'a pino logger'],
+      [{ manager: {} }, 'invalid manager'],
+      [{ manager: GlobalSessionManager }, 'GlobalSessionManager.instance()'],
     ],
   },
 ];
@@ -488,5 +527,22 @@ describe('timer options', () => {
     ['expiryCheckInterval', { expiryCheckInterval: -1 }, 'seconds'],
   ])('%s names its unit', (name, options, unit) => {
     expect(() => createBoundedPersistence(options)).toThrow(new RegExp(`${name}.*integer number of ${unit} from 0 to`));
+  });
+});
+
+describe('loggers', () => {
+  // Any object with the four methods the package calls will do, not only pino.
+  const logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+
+  test('persistence accepts any logger object', async () => {
+    const persistence = createBoundedPersistence({ logger: logger as never });
+    await persistence.destroy();
+  });
+
+  test('setLogger accepts any logger object', () => {
+    const previous = manager.logger;
+    manager.setLogger(logger as never);
+    expect(manager.logger).toBe(logger);
+    manager.setLogger(previous);
   });
 });

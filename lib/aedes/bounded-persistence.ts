@@ -69,10 +69,10 @@ import type { Aedes, Client } from 'aedes';
 import type { Logger } from 'pino';
 
 import { invalidArgument, MqttAllocatorError } from '../errors';
-import { GlobalSessionManager } from '../global-manager';
+import { assertManager, GlobalSessionManager } from '../global-manager';
 import { getLogger, REFUSAL_LOG_INTERVAL_MS } from '../logging';
 import type { PayloadHandle, ThreadLocalSessionManager } from '../thread-manager';
-import { assertInterval, assertKnownOptions, assertSeconds } from '../validate';
+import { assertInterval, assertKnownOptions, assertLogger, assertSeconds } from '../validate';
 import { ClientStore, PayloadAccess, StoredEntry, toPacket } from './client-store';
 import { DropLog } from './drop-log';
 import type {
@@ -217,6 +217,8 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
     assertInterval('expiryCheckInterval', expiryCheck, 'seconds');
     const logInterval = options.logIntervalMs ?? REFUSAL_LOG_INTERVAL_MS;
     assertInterval('logIntervalMs', logInterval, 'milliseconds');
+    if (options.manager !== undefined) assertManager('manager', options.manager);
+    if (options.logger !== undefined) assertLogger('logger', options.logger);
     if (options.persistence !== undefined && (options.persistence === null || typeof options.persistence.setup !== 'function')) {
       throw invalidArgument('persistence', options.persistence, 'an Aedes persistence with an async setup(broker)');
     }

@@ -1,7 +1,7 @@
 import { invalidArgument, MqttAllocatorError } from '../errors';
-import { GlobalSessionManager } from '../global-manager';
+import { assertManager, GlobalSessionManager } from '../global-manager';
 import type { BackendInfo, LimitPatternEntry } from '../global-manager';
-import { assertBytes, assertClientId, assertInterval, assertSeconds, MAX_CLIENT_ID_BYTES } from '../validate';
+import { assertBytes, assertClientId, assertCount, assertInterval, assertKnownOptions, assertSeconds, MAX_CLIENT_ID_BYTES } from '../validate';
 import type { ClientLimitRule, ConfiguredBackend, SessionAllocatorConfig } from './load-config';
 
 /** One setting that applyConfig() changed. */
@@ -30,6 +30,19 @@ const MAX_LOGGED_CLIENT_CHANGES = 20;
 
 const BACKENDS: readonly ConfiguredBackend[] = ['tcmalloc', 'system', 'auto'];
 
+const CONFIG_KEYS: readonly (keyof SessionAllocatorConfig)[] = [
+  'backend',
+  'globalLimit',
+  'threadLimit',
+  'defaultClientLimit',
+  'clientLimits',
+  'sessionExpiry',
+  'cleanupInterval',
+  'metrics',
+];
+const RULE_KEYS: readonly (keyof ClientLimitRule)[] = ['match', 'exact', 'limit'];
+const METRICS_KEYS: readonly (keyof SessionAllocatorConfig['metrics'])[] = ['topClients'];
+
 /**
  * Puts a configuration into effect, at startup or on a running process
  * (after a reload). Every value is checked before the first one is applied.
@@ -47,6 +60,7 @@ export function applyConfig(
   config: SessionAllocatorConfig,
   manager: GlobalSessionManager = GlobalSessionManager.instance(),
 ): ConfigChange[] {
+  assertManager('manager', manager);
   validateConfig(config);
   const previous = appliedByManager.get(manager);
   const changes: ConfigChange[] = [];
@@ -167,6 +181,7 @@ function validateConfig(config: SessionAllocatorConfig): void {
   if (config === null || typeof config !== 'object') {
     throw invalidArgument('config', config, 'a SessionAllocatorConfig object, as loadConfig() returns');
   }
+  assertKnownOptions('config', config, CONFIG_KEYS);
   if (!BACKENDS.includes(config.backend)) {
     throw invalidArgument('config.backend', config.backend, '"tcmalloc", "system" or "auto"');
   }
@@ -175,6 +190,13 @@ function validateConfig(config: SessionAllocatorConfig): void {
   assertBytes('config.defaultClientLimit', config.defaultClientLimit);
   assertSeconds('config.sessionExpiry', config.sessionExpiry);
   assertInterval('config.cleanupInterval', config.cleanupInterval, 'seconds');
+  // Not applied here, but checked, since the broker reads it from the same object.
+  const metrics = config.metrics;
+  if (metrics === null || typeof metrics !== 'object') {
+    throw invalidArgument('config.metrics', metrics, 'an object { topClients }');
+  }
+  assertKnownOptions('config.metrics', metrics, METRICS_KEYS);
+  assertCount('config.metrics.topClients', metrics.topClients, 'clients');
 
   if (!Array.isArray(config.clientLimits)) {
     throw invalidArgument('config.clientLimits', config.clientLimits, 'an array of { match, exact, limit }');
@@ -184,6 +206,7 @@ function validateConfig(config: SessionAllocatorConfig): void {
     if (rule === null || typeof rule !== 'object') {
       throw invalidArgument(name, rule, 'an object { match, exact, limit }');
     }
+    assertKnownOptions(name, rule, RULE_KEYS);
     if (typeof rule.match !== 'string' || rule.match === '') {
       throw invalidArgument(`${name}.match`, rule.match, 'a non-empty client id or pattern');
     }

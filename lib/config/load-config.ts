@@ -4,6 +4,7 @@ import { resolve as resolvePath } from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
 import type { Document, Node as YamlNode, ParsedNode } from 'yaml';
 
+import { invalidArgument } from '../errors';
 import { MAX_TIMER_SECONDS } from '../validate';
 import { checkCount, checkDuration, checkSize, DURATION_EXPECTED, SIZE_EXPECTED } from './sizes';
 import type { ParseResult } from './sizes';
@@ -144,6 +145,12 @@ export class ConfigError extends Error {
  * @throws ConfigError naming the file or variable, the key path, the value and what is expected.
  */
 export function loadConfig(path?: string, env: NodeJS.ProcessEnv = process.env): SessionAllocatorConfig {
+  if (path !== undefined && (typeof path !== 'string' || path === '')) {
+    throw invalidArgument('path', path, 'the path of a YAML file, or nothing for ./mqtts.yaml');
+  }
+  if (env === null || typeof env !== 'object') {
+    throw invalidArgument('env', env, 'an object of environment variables, such as process.env');
+  }
   const config = defaultConfig();
 
   const file = resolvePath(path ?? DEFAULT_CONFIG_FILE);
