@@ -70,7 +70,10 @@ export function checkSize(input: unknown): ParseResult {
   const scale = 10n ** BigInt(fraction.length);
   const scaledBytes = BigInt(integerDigits + fraction) * unitBytes;
   if (scaledBytes % scale !== 0n) {
-    const exact = Number(scaledBytes) / Number(scale);
+    // Spelt out from the BigInts: a double would round 8388607.999999999GiB
+    // to a whole number.
+    const remainder = (scaledBytes % scale).toString().padStart(fraction.length, '0').replace(/0+$/, '');
+    const exact = `${scaledBytes / scale}.${remainder}`;
     return { ok: false, problem: `it is ${exact} bytes, which is not a whole number of bytes` };
   }
   const bytes = scaledBytes / scale;
@@ -170,7 +173,8 @@ function checkWholeNumber(value: number, unitName: string): ParseResult {
   if (!Number.isSafeInteger(value)) {
     return { ok: false, problem: `it is larger than the maximum of ${Number.MAX_SAFE_INTEGER} ${unitName}` };
   }
-  return { ok: true, value };
+  // -0 passes every check above; it means 0.
+  return { ok: true, value: value === 0 ? 0 : value };
 }
 
 function describeUnknownUnit(unit: string): string {

@@ -56,6 +56,9 @@ describe('parseSize', () => {
     ['1.5', 'a number without a unit is a count of bytes'],
     ['1.1KiB', '1126.4 bytes, which is not a whole number'],
     ['0.1B', '0.1 bytes'],
+    // A double would round this product to 9007199254740991.
+    ['8388607.999999999GiB', '9007199254740990.926258176 bytes, which is not a whole number'],
+    ['0.0001KB', '0.1 bytes'],
     ['1.0000001MB', 'not a whole number'],
     ['99999999999999999999', 'larger than the maximum'],
     ['8388608GiB', 'larger than the maximum'],
@@ -86,6 +89,10 @@ describe('parseSize', () => {
     expect(() => parseSize('12XB')).toThrow(
       /^Invalid size "12XB": unknown unit "XB"\. Expected a size: .*KiB, MiB, GiB/,
     );
+  });
+
+  test('-0 reads as 0', () => {
+    expect(Object.is(parseSize(-0), 0)).toBe(true);
   });
 
   test('plain integers round-trip', () => {
