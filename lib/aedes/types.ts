@@ -121,7 +121,8 @@ export interface BoundedPersistenceOptions {
    * the check still runs when a message comes for such a client or it reconnects. */
   expiryCheckInterval?: number;
   /** Milliseconds over which drops are counted before one summary line is
-   * logged. Default 10,000. */
+   * logged. Default 10,000. With 0, the summary is logged on the next timer
+   * turn, so about one line per burst of drops. */
   logIntervalMs?: number;
 }
 
