@@ -3,7 +3,7 @@ import { Buffer } from 'node:buffer';
 
 import { MemoryTag, MemoryTagName, memoryTagName } from './codes';
 import { invalidArgument } from './errors';
-import { native, NativeAllocator, NativeAllocatorStats } from './native';
+import { native, NativeAllocator, NativeAllocatorStats, NativeAllocatorToken } from './native';
 import { assertBytes, assertName } from './validate';
 
 /** Turns the addon's result into a Buffer; an empty allocation arrives as a
@@ -13,10 +13,16 @@ export function toBuffer(result: Buffer | ArrayBuffer): Buffer {
 }
 
 /** Frees a buffer of this package now. `buffer` is the Buffer, any view of
- * all of its bytes, or its ArrayBuffer. Anything else throws and frees nothing. */
-export function releaseBuffer(buffer: Buffer | ArrayBufferView | ArrayBuffer): void {
+ * all of its bytes, or its ArrayBuffer. Anything else throws and frees
+ * nothing, as does a buffer of an allocator outside `owner`'s subtree when
+ * `owner` is given. */
+export function releaseBuffer(buffer: Buffer | ArrayBufferView | ArrayBuffer, owner?: NativeAllocatorToken): void {
   try {
-    native.release(buffer);
+    if (owner === undefined) {
+      native.release(buffer);
+    } else {
+      native.releaseFrom(owner, buffer);
+    }
   } catch (error) {
     // Checked only after the addon rejected it, because this runs once per buffer.
     if (!ArrayBuffer.isView(buffer) && !(buffer instanceof ArrayBuffer)) {
@@ -40,6 +46,9 @@ export function resolveTag(tag: MemoryTagName | number): number {
  * live block allocated from it or from any allocator below it.
  */
 export class AllocatorHandle {
+  // Made on the first release().
+  private token: NativeAllocatorToken | undefined;
+
   /** @internal */
   constructor(readonly native: NativeAllocator) {}
 
@@ -91,9 +100,12 @@ export class AllocatorHandle {
     return result === undefined ? undefined : toBuffer(result);
   }
 
-  /** Frees a buffer of this package now; see ThreadLocalSessionManager.release. */
+  /** Frees a buffer of this allocator, or of one below it, now; see
+   * ThreadLocalSessionManager.release. Any other buffer throws
+   * MQ_ERR_INVALID_ARGS and is not freed. */
   release(buffer: Buffer | ArrayBufferView | ArrayBuffer): void {
-    releaseBuffer(buffer);
+    this.token ??= native.allocatorToken(this.native);
+    releaseBuffer(buffer, this.token);
   }
 
   createChild(id: string, tag: MemoryTagName | number, limit = 0): AllocatorHandle {

@@ -130,6 +130,8 @@ export interface NativeAddon {
   releaseFreeMemory(): void;
   messageCache(): NativeAllocator;
   release(buffer: unknown): void;
+  /** release() for a buffer of the token's allocator or of one below it. */
+  releaseFrom(token: NativeAllocatorToken, buffer: unknown): void;
   isSessionBuffer(buffer: unknown): boolean;
   /** Benchmark only: creates one external Buffer with no accounting, and
    * detaches it, or returns it alive when `keep` is true. */

@@ -240,14 +240,10 @@ static BufferRecord* find_record(Napi::Env env, ThreadState& state, napi_value v
   return nullptr;
 }
 
-napi_value release_buffer(napi_env raw_env, napi_callback_info info) {
-  HotCall<1> call(raw_env, info);
-  Napi::Env env = call.env;
+namespace {
 
-  napi_value arraybuffer = nullptr;
-  BufferRecord* record = find_record(env, **call.state, call.args[0], &arraybuffer, true);
-  if (record == nullptr) return nullptr;
-
+// Detaches the ArrayBuffer of `record`, then frees its block.
+napi_value release_record(Napi::Env env, BufferRecord* record, napi_value arraybuffer) {
   // Detach first: from here on no JavaScript view can reach the block.
   napi_status status = napi_detach_arraybuffer(env, arraybuffer);
   if (status != napi_ok) {
@@ -256,6 +252,44 @@ napi_value release_buffer(napi_env raw_env, napi_callback_info info) {
   int rc = free_record(record);
   if (rc != MQ_SUCCESS) return throw_code(env, rc, "the block could not be freed");
   return nullptr;
+}
+
+// True when `node` is `ancestor` or lies below it.
+bool is_at_or_below(const MQTTAllocator* node, const MQTTAllocator* ancestor) {
+  for (; node != nullptr; node = node->parent().get()) {
+    if (node == ancestor) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+napi_value release_buffer(napi_env raw_env, napi_callback_info info) {
+  HotCall<1> call(raw_env, info);
+  Napi::Env env = call.env;
+
+  napi_value arraybuffer = nullptr;
+  BufferRecord* record = find_record(env, **call.state, call.args[0], &arraybuffer, true);
+  if (record == nullptr) return nullptr;
+  return release_record(env, record, arraybuffer);
+}
+
+napi_value release_from(napi_env raw_env, napi_callback_info info) {
+  HotCall<2> call(raw_env, info);
+  Napi::Env env = call.env;
+  const std::shared_ptr<MQTTAllocator>* token = read_token(env, call.args[0]);
+  if (token == nullptr) return nullptr;
+
+  napi_value arraybuffer = nullptr;
+  BufferRecord* record = find_record(env, **call.state, call.args[1], &arraybuffer, true);
+  if (record == nullptr) return nullptr;
+  if (!is_at_or_below(record->allocator.get(), token->get())) {
+    return throw_code(env, MQ_ERR_INVALID_ARGS,
+                      "the buffer belongs to allocator \"" + record->allocator->id() +
+                          "\", which is neither allocator \"" + (*token)->id() +
+                          "\" nor below it; nothing was freed. Release it through its own allocator, or with release()");
+  }
+  return release_record(env, record, arraybuffer);
 }
 
 Napi::Value is_session_buffer(const Napi::CallbackInfo& info) {

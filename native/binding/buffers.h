@@ -27,6 +27,11 @@ Napi::Value allocate_buffer(Napi::Env env, std::shared_ptr<ThreadState>& state,
 // allocate. A hot callback (see hot_call.h).
 napi_value release_buffer(napi_env env, napi_callback_info info);
 
+// releaseFrom(token, buffer): release(buffer) for a buffer of the token's
+// allocator or of one below it. Throws, freeing nothing, for any other
+// buffer. A hot callback (see hot_call.h).
+napi_value release_from(napi_env env, napi_callback_info info);
+
 // isSessionBuffer(buffer): true when the buffer is a live allocation of this
 // thread.
 Napi::Value is_session_buffer(const Napi::CallbackInfo& info);
