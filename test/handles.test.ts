@@ -1,4 +1,5 @@
-// AllocatorHandle.release frees only buffers of its own allocator's subtree.
+// Allocator handles: release frees only buffers of the handle's subtree, and a
+// session's queue and worker children go only with the session.
 import { GlobalSessionManager, MqttAllocatorError } from '../lib';
 
 const manager = GlobalSessionManager.instance();
@@ -123,5 +124,34 @@ describe('AllocatorHandle.release', () => {
     handle.release(buffer);
 
     expect(() => handle.release(buffer)).toThrow('already released');
+  });
+});
+
+describe('AllocatorHandle.removeChild on a session', () => {
+  test.each(['queue', 'worker'])('refuses its %s child', (id) => {
+    const handle = allocators.getSessionAllocator(CLIENT_A);
+
+    const error = errorOf(() => handle.removeChild(id));
+
+    expect(error.code).toBe('MQ_ERR_ALLOCATOR_HIERARCHY');
+    expect(error.message).toContain('cleanupSessionAllocators');
+    expect(handle.children().map((child) => child.id).sort()).toEqual(['queue', 'worker']);
+  });
+
+  test('the queue child still allocates', () => {
+    const buffer = sessions.allocate(CLIENT_A, 128, 'queue');
+
+    expect(buffer.length).toBe(128);
+    sessions.release(buffer);
+  });
+
+  test('removes a child of its own', () => {
+    const handle = allocators.getSessionAllocator(CLIENT_A);
+    const child = handle.createChild('extra', 'SESSION_WORKER');
+
+    handle.removeChild('extra');
+
+    expect(child.detached).toBe(true);
+    expect(handle.children().map((entry) => entry.id).sort()).toEqual(['queue', 'worker']);
   });
 });

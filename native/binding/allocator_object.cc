@@ -218,6 +218,11 @@ Napi::Value AllocatorObject::remove_child(const Napi::CallbackInfo& info) {
   if (!read_string(env, info[0], "id", id)) return Napi::Value();
 
   int rc = allocator_->remove_child(id);
+  if (rc == MQ_ERR_ALLOCATOR_HIERARCHY) {
+    return throw_code(env, rc,
+                      "child '" + id + "' of allocator '" + allocator_->id() +
+                          "' is a part of its session and is removed only with it, by cleanupSessionAllocators");
+  }
   if (rc != MQ_SUCCESS) {
     return throw_code(env, rc, "allocator '" + allocator_->id() + "' has no child '" + id + "'");
   }

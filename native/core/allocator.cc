@@ -86,6 +86,7 @@ int MQTTAllocator::remove_child(const std::string& id) {
     std::lock_guard<std::mutex> lock(children_mutex_);
     auto it = children_.find(id);
     if (it == children_.end()) return MQ_ERR_ALLOCATOR_NOT_FOUND;
+    if (it->second->is_component()) return MQ_ERR_ALLOCATOR_HIERARCHY;
     child = std::move(it->second);
     children_.erase(it);
   }

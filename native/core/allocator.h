@@ -73,7 +73,14 @@ class MQTTAllocator : public std::enable_shared_from_this<MQTTAllocator> {
   // Removes the child named `id` and detaches its subtree. Live blocks of
   // the subtree stay valid and stay charged to every node above until they
   // are freed. A detached node rejects new allocations and new children.
+  // Returns MQ_ERR_ALLOCATOR_HIERARCHY, removing nothing, for a component.
   int remove_child(const std::string& id);
+
+  // Marks this node as a part of its parent (a session's queue or worker
+  // allocator), which remove_child() then refuses to remove alone. Removing
+  // the parent removes it.
+  void mark_component() { component_.store(true, std::memory_order_relaxed); }
+  bool is_component() const { return component_.load(std::memory_order_relaxed); }
 
   // Snapshot of the current children.
   std::vector<std::shared_ptr<MQTTAllocator>> children() const;
@@ -150,6 +157,7 @@ class MQTTAllocator : public std::enable_shared_from_this<MQTTAllocator> {
   std::atomic<uint64_t> total_requested_bytes_{0};
   std::atomic<uint64_t> total_refusals_{0};
   std::atomic<bool> detached_{false};
+  std::atomic<bool> component_{false};
 
   mutable std::mutex children_mutex_;
   std::map<std::string, std::shared_ptr<MQTTAllocator>> children_;

@@ -164,6 +164,9 @@ int SessionRegistry::register_session(uint64_t thread_key, const std::string& cl
     thread_allocator->remove_child(client_id);
     return rc;
   }
+  // The session's queue and worker allocators go only with the session.
+  allocators.queue->mark_component();
+  allocators.worker->mark_component();
 
   ClientRecord record;
   record.thread_key = thread_key;

@@ -375,6 +375,18 @@ TEST(removed_node_freed_with_last_ref) {
   CHECK(watched.expired());
 }
 
+TEST(component_removed_only_with_parent) {
+  Chain chain = make_chain(0, 0, 0);
+  chain.leaf->mark_component();
+
+  CHECK_EQ(chain.mid->remove_child("leaf"), MQ_ERR_ALLOCATOR_HIERARCHY);
+  CHECK(!chain.leaf->detached());
+  CHECK_EQ(chain.mid->children().size(), 1u);
+
+  CHECK_EQ(chain.root->remove_child("mid"), MQ_SUCCESS);
+  CHECK(chain.leaf->detached());
+}
+
 TEST(removed_name_reusable) {
   Chain chain = make_chain(0, 0, 0);
   CHECK_EQ(chain.mid->remove_child("leaf"), MQ_SUCCESS);

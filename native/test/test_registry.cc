@@ -131,6 +131,25 @@ TEST(session_register_new) {
   CHECK_EQ(registry.session_count(thread), 1u);
 }
 
+TEST(session_components_not_removed_alone) {
+  SessionRegistry registry;
+  uint64_t thread = add_thread(registry, "main");
+  SessionAllocators allocators;
+  bool resumed = true;
+  CHECK_EQ(registry.register_session(thread, "client-1", SessionOptions(), allocators, resumed),
+           MQ_SUCCESS);
+
+  CHECK_EQ(allocators.session->remove_child("queue"), MQ_ERR_ALLOCATOR_HIERARCHY);
+  CHECK_EQ(allocators.session->remove_child("worker"), MQ_ERR_ALLOCATOR_HIERARCHY);
+  CHECK(!allocators.queue->detached());
+  CHECK(!allocators.worker->detached());
+  CHECK_EQ(allocators.session->children().size(), 2u);
+
+  CHECK_EQ(registry.remove_session(thread, "client-1"), MQ_SUCCESS);
+  CHECK(allocators.queue->detached());
+  CHECK(allocators.worker->detached());
+}
+
 TEST(session_register_unknown_thread) {
   SessionRegistry registry;
   CHECK_EQ(add_session(registry, 999, "client-1"), MQ_ERR_ALLOCATOR_HIERARCHY);
