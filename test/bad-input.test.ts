@@ -21,6 +21,7 @@ import {
   SessionAllocatorConfig,
   SessionQueue,
 } from '../lib';
+import { thrownBy } from './helpers/errors';
 import { settle } from './helpers/memory';
 
 const manager = GlobalSessionManager.instance();
@@ -477,13 +478,7 @@ describe('configuration from a file or the environment', () => {
   });
 
   function configError(action: () => unknown): ConfigError {
-    try {
-      action();
-    } catch (error) {
-      expect(error).toBeInstanceOf(ConfigError);
-      return error as ConfigError;
-    }
-    throw new Error('expected a ConfigError');
+    return thrownBy(action, ConfigError);
   }
 
   test.each<[string, string, string]>([

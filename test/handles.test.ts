@@ -1,6 +1,7 @@
 // Allocator handles: release frees only buffers of the handle's subtree, and a
 // session's queue and worker children go only with the session.
 import { GlobalSessionManager, MqttAllocatorError } from '../lib';
+import { thrownBy } from './helpers/errors';
 
 const manager = GlobalSessionManager.instance();
 const sessions = manager.getThreadManager();
@@ -18,15 +19,9 @@ afterAll(() => {
   allocators.cleanupSessionAllocators(CLIENT_B);
 });
 
-/** Returns the error that `action` throws. */
+/** Returns the MqttAllocatorError that `action` throws. */
 function errorOf(action: () => unknown): MqttAllocatorError {
-  try {
-    action();
-  } catch (error) {
-    expect(error).toBeInstanceOf(MqttAllocatorError);
-    return error as MqttAllocatorError;
-  }
-  throw new Error('expected an error');
+  return thrownBy(action, MqttAllocatorError);
 }
 
 describe('AllocatorHandle.release', () => {

@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 
 import { ConfigError, defaultConfig, loadConfig } from '../../lib/config/load-config';
 import type { SessionAllocatorConfig } from '../../lib/config/load-config';
+import { thrownBy } from '../helpers/errors';
 
 const KiB = 1024;
 const MiB = 1024 ** 2;
@@ -35,13 +36,7 @@ function load(content: string): SessionAllocatorConfig {
 
 /** Returns the ConfigError that `action` throws, failing the test if it throws none. */
 function catchConfigError(action: () => unknown): ConfigError {
-  try {
-    action();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  throw new Error('expected a ConfigError, but nothing was thrown');
+  return thrownBy(action, ConfigError);
 }
 
 describe('loadConfig with valid files', () => {
