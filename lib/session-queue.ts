@@ -4,7 +4,7 @@ import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 
 import { invalidArgument, MqttAllocatorError } from './errors';
-import { native, NativeAllocatorToken, NativeQueueHandle, threadAllocator } from './native';
+import { native, NativeAllocatorToken, NativeQueueHandle } from './native';
 import { outputBuffer } from './output-pool';
 import type { SessionAllocatorSet } from './session-allocator-manager';
 import { assertBytes, assertCount, assertKnownOptions } from './validate';
@@ -101,8 +101,12 @@ export class SessionQueue extends EventEmitter<SessionQueueEvents> {
     }
 
     // Drop nothing for a payload that would not fit even in an empty queue.
-    if (!this.fitsOnceEmpty(size)) return false;
+    if (!this.hasRoom(size, native.queueCharged(this.handle))) return false;
     while (!this.fitsBounds(size)) this.dropOldest();
+    // Dropping before storing spares the allocator a refusal, which would be
+    // counted and reported as a limit violation although the push succeeds.
+    while (this.length > 0 && !this.hasRoom(size, 0)) this.dropOldest();
+    // Other threads may take room of the thread and process limits meanwhile.
     while (!this.store(source)) {
       if (this.length === 0) return false;
       this.dropOldest();
@@ -152,22 +156,14 @@ export class SessionQueue extends EventEmitter<SessionQueueEvents> {
     return this.maxBytes === 0 || this.payloadBytes + size <= this.maxBytes;
   }
 
-  /**
-   * Returns false when `size` bytes would pass a limit on the allocator path
-   * even after every payload of this queue was freed. The check uses the
-   * requested size, but the allocation charges the usable size, which can be
-   * a little larger. So a push that passes it may still be rejected after
-   * dropping.
-   */
-  private fitsOnceEmpty(size: number): boolean {
-    const charged = native.queueCharged(this.handle);
-    const { queue, session } = this.resolveAllocators();
-    const path = [queue, session, threadAllocator];
-    for (const node of path) {
-      if (node.limit !== 0 && node.usage - charged + size > node.limit) return false;
-    }
-    const globalLimit = native.globalLimit();
-    return globalLimit === 0 || native.globalUsage() - charged + size <= globalLimit;
+  /** Returns true when `size` bytes, charged their usable size, fit in
+   * every limit on the queue allocator's path once `freed` bytes of this
+   * queue are freed. */
+  private hasRoom(size: number, freed: number): boolean {
+    // A removed allocator still reports its figures, and store() then
+    // resolves the new one.
+    this.token ??= this.resolveAllocators().tokens[1];
+    return native.roomFor(this.token, size, freed);
   }
 
   private store(source: Uint8Array): boolean {

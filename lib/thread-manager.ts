@@ -137,6 +137,26 @@ export class ThreadLocalSessionManager {
     return handle === 0 ? undefined : handle;
   }
 
+  /** Bytes charged (the backend's usable size) for the payload that the
+   * last successful storePayload() call of this thread stored. */
+  storedPayloadCharge(): number {
+    return native.payloadCharge[0];
+  }
+
+  /**
+   * Returns true when a block for `size` bytes would fit in every limit from
+   * the client's session, queue (default) or worker allocator up to the
+   * process, once `freed` bytes charged to that allocator are released. The
+   * check counts the usable size the block would be charged, as an
+   * allocation does. Use it to decide whether dropping stored data can make
+   * room before dropping any.
+   */
+  hasRoomFor(clientId: string, size: number, freed = 0, component: SessionComponent = 'queue'): boolean {
+    assertBytes('size', size);
+    assertBytes('freed', freed);
+    return native.roomFor(this.token(clientId, componentIndex(component)), size, freed);
+  }
+
   /** Returns a copy of a stored payload as a plain Buffer the caller owns.
    * A caller that kept the payload's size passes it as `size`, which saves
    * asking for it; a size that does not match throws, copying nothing. */

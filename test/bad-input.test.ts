@@ -171,6 +171,8 @@ const invalidArgumentCases: Case[] = [
     ] as Array<[unknown, string]>,
   })),
   { name: 'getSessionMemoryUsage clientId', call: (v) => sessions.getSessionMemoryUsage(v as string), values: badIds },
+  { name: 'hasRoomFor size', call: (v) => sessions.hasRoomFor(CLIENT, v as number), values: badBytes },
+  { name: 'hasRoomFor freed', call: (v) => sessions.hasRoomFor(CLIENT, 8, v as number), values: badBytes },
   { name: 'tryAllocate clientId', call: (v) => sessions.tryAllocate(v as string, 8), values: badIds.slice(5) },
   {
     name: 'tryAllocate component',

@@ -376,6 +376,51 @@ describe("overflow 'drop-oldest'", () => {
     expect(queue.shift()?.[0]).toBe('b'.charCodeAt(0));
   });
 
+  test('payload charged past the limit drops nothing', () => {
+    const clientId = client(10000);
+    const queue = sessions.createSessionQueue(clientId, { overflow: 'drop-oldest' });
+    const dropped: Buffer[] = [];
+    queue.on('drop', (payloadCopy) => dropped.push(payloadCopy));
+    for (let i = 0; i < 5; i += 1) queue.push(payload('a', 100));
+    // 10000 bytes pass the limit as requested, but not as the backend charges them.
+    expect(sessions.tryAllocate(clientId, 10000, 'queue')).toBeUndefined();
+
+    expect(queue.push(payload('z', 10000))).toBe(false);
+    expect(queue.length).toBe(5);
+    expect(dropped).toHaveLength(0);
+  });
+
+  test('maxBytes near the limit drops nothing', () => {
+    const queue = sessions.createSessionQueue(client(2000), { overflow: 'drop-oldest', maxBytes: 1990 });
+    queue.push(payload('a', 300));
+    queue.push(payload('b', 300));
+
+    expect(queue.push(payload('z', 1990))).toBe(false);
+    expect(queue.length).toBe(2);
+  });
+
+  test('drops that make room count no violation', () => {
+    const queue = sessions.createSessionQueue(client(4096), { overflow: 'drop-oldest' });
+    queue.push(payload('a', 1500));
+    queue.push(payload('b', 1500));
+    const violations = manager.getLimitViolations();
+    let events = 0;
+    const onLimit = (): void => {
+      events += 1;
+    };
+    manager.on('limitExceeded', onLimit);
+
+    try {
+      expect(queue.push(payload('c', 1500))).toBe(true);
+    } finally {
+      manager.off('limitExceeded', onLimit);
+    }
+
+    expect(queue.length).toBe(2);
+    expect(events).toBe(0);
+    expect(manager.getLimitViolations()).toEqual(violations);
+  });
+
   test('oversized payload drops nothing', () => {
     const queue = sessions.createSessionQueue(client(), { overflow: 'drop-oldest', maxBytes: 100 });
     queue.push(payload('a', 50));

@@ -434,7 +434,7 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
         { clientId: client.id, requested: payload.byteLength },
       );
     }
-    store.storeIncoming(packet, handle, payload.byteLength);
+    store.storeIncoming(packet, handle, payload.byteLength, this.sessions.storedPayloadCharge());
   }
 
   async incomingGetPacket(client: PersistenceClient, packet: PersistencePacket): Promise<StoredPacket> {
@@ -661,7 +661,7 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
         if (policy === 'disconnect') this.disconnect(store, policy);
         return;
       }
-      store.enqueue(packet, handle, bytes);
+      store.enqueue(packet, handle, bytes, this.sessions.storedPayloadCharge());
     } catch (error) {
       this.logger.debug({ err: error, clientId }, 'storing a message failed: the subscriber has no session here; the message is dropped for it');
       this.recordDrop(store, clientId, this.policyFor(clientId), 'no-session', bytes, packet.topic);
@@ -677,19 +677,19 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
    * redelivery, as a drop would.
    */
   private storeOutgoing(store: ClientStore, payload: Uint8Array, policy: OverflowAction): PayloadHandle | undefined {
+    const clientId = store.clientId;
     const size = payload.byteLength;
     const evicting = policy === 'drop-oldest';
-    const limit = evicting || store.withholding ? this.manager.getClientMemoryLimit(store.clientId) : 0;
-    // A message larger than the whole budget never fits: evicting for it
-    // would only empty the queue.
-    if (evicting && limit !== 0 && size > limit) return undefined;
-    // Releasing and evicting up front spares the allocator a refusal, each
-    // reported as a 'limitExceeded' event, per step. The loop below covers
-    // rounding to usable sizes and limits above the client.
-    if (limit !== 0 && this.sessions.getSessionMemoryUsage(store.clientId) + size > limit) {
+    if ((evicting || store.withholding) && !this.sessions.hasRoomFor(clientId, size)) {
+      // A message that would not fit even with every queued message gone
+      // never fits: evicting for it would only empty the queue.
+      if (evicting && !this.sessions.hasRoomFor(clientId, size, store.queuedCharged)) return undefined;
+      // Releasing and evicting up front spares the allocator a refusal, each
+      // reported as a 'limitExceeded' event, per step.
       store.releaseAllWithheld();
-      while (evicting && this.sessions.getSessionMemoryUsage(store.clientId) + size > limit && this.evictOldest(store));
+      while (evicting && !this.sessions.hasRoomFor(clientId, size) && this.evictOldest(store));
     }
+    // Other threads may take room of the thread and process limits meanwhile.
     for (;;) {
       const handle = this.sessions.storePayload(store.clientId, payload, 'queue');
       if (handle !== undefined) return handle;

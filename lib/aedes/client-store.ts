@@ -33,6 +33,8 @@ export interface StoredEntry extends NamedMessage, Queueable {
   payload: PayloadHandle | undefined;
   /** Payload bytes in `payload`. */
   bytes: number;
+  /** Bytes charged for `payload`: the backend's usable size. */
+  readonly charged: number;
 }
 
 /** Reads and frees payload blocks of the thread that stored them. */
@@ -45,14 +47,16 @@ export interface PayloadAccess {
 }
 
 /**
- * Builds the entry for `packet` around its payload block of `bytes` bytes.
- * Every field is set here, so that all entries share one object shape.
+ * Builds the entry for `packet` around its payload block of `bytes` bytes,
+ * charged `charged` bytes. Every field is set here, so that all entries
+ * share one object shape.
  */
 export function createEntry(
   seq: number,
   packet: PersistencePacket,
   payload: PayloadHandle,
   bytes: number,
+  charged: number,
   messageId: number | undefined,
 ): StoredEntry {
   return {
@@ -70,6 +74,7 @@ export function createEntry(
     messageId,
     payload,
     bytes,
+    charged,
     owner: undefined,
   };
 }
@@ -160,6 +165,7 @@ export class ClientStore {
   private readonly incoming = new Map<number, StoredEntry>();
   private nextSeq = 0;
   private queuedBytes = 0;
+  private queuedCharge = 0;
   private inflightBytes = 0;
   private incomingBytes = 0;
 
@@ -206,14 +212,22 @@ export class ClientStore {
     return this.findOutgoing(brokerId, brokerCounter) !== undefined;
   }
 
-  /** Appends a new queued message. The caller has checked with
-   * holdsMessage() that no entry exists for the packet. */
-  enqueue(packet: PersistencePacket, payload: PayloadHandle, bytes: number): StoredEntry {
-    const entry = createEntry(this.nextSeq++, packet, payload, bytes, undefined);
+  /** Bytes charged for the queued messages' payloads: what evicting every
+   * queued message would release. */
+  get queuedCharged(): number {
+    return this.queuedCharge;
+  }
+
+  /** Appends a new queued message whose payload block was charged `charged`
+   * bytes. The caller has checked with holdsMessage() that no entry exists
+   * for the packet. */
+  enqueue(packet: PersistencePacket, payload: PayloadHandle, bytes: number, charged: number): StoredEntry {
+    const entry = createEntry(this.nextSeq++, packet, payload, bytes, charged, undefined);
     this.noteCounter(entry);
     this.queued.push(entry);
     this.index?.add(entry);
     this.queuedBytes += bytes;
+    this.queuedCharge += charged;
     return entry;
   }
 
@@ -267,6 +281,7 @@ export class ClientStore {
     this.queued.remove(entry);
     this.forget(entry);
     this.queuedBytes -= entry.bytes;
+    this.queuedCharge -= entry.charged;
     this.free(entry);
     return true;
   }
@@ -290,6 +305,7 @@ export class ClientStore {
     if (this.queued.has(entry)) {
       this.queued.remove(entry);
       this.queuedBytes -= entry.bytes;
+      this.queuedCharge -= entry.charged;
       this.inflight.push(entry);
       this.inflightBytes += entry.bytes;
     }
@@ -337,10 +353,10 @@ export class ClientStore {
 
   /** Stores an inbound QoS 2 message until PUBREL. Replaces (and releases)
    * one stored under the same packet id. */
-  storeIncoming(packet: PersistencePacket, payload: PayloadHandle, bytes: number): void {
+  storeIncoming(packet: PersistencePacket, payload: PayloadHandle, bytes: number, charged: number): void {
     const messageId = packet.messageId ?? 0;
     this.deleteIncoming(messageId);
-    const entry = createEntry(this.nextSeq++, packet, payload, bytes, messageId);
+    const entry = createEntry(this.nextSeq++, packet, payload, bytes, charged, messageId);
     this.incoming.set(messageId, entry);
     this.incomingBytes += entry.bytes;
   }
@@ -370,6 +386,7 @@ export class ClientStore {
     this.withheld.clear();
     this.forget(undefined);
     this.queuedBytes = 0;
+    this.queuedCharge = 0;
     this.inflightBytes = 0;
     return { messages, bytes };
   }

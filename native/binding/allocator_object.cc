@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "backend.h"
 #include "buffers.h"
 #include "errors.h"
 #include "hot_call.h"
@@ -115,6 +116,22 @@ napi_value allocate_from(napi_env raw_env, napi_callback_info info) {
   if (napi_get_value_bool(env, call.args[2], &throw_on_limit) != napi_ok) throw_on_limit = true;
   bool cache = allocator->tag() == MEM_TAG_MESSAGE_CACHE;
   return allocate_buffer(env, *call.state, allocator, size, throw_on_limit, cache);
+}
+
+napi_value room_for(napi_env raw_env, napi_callback_info info) {
+  HotCall<3> call(raw_env, info);
+  Napi::Env env = call.env;
+
+  const std::shared_ptr<MQTTAllocator>* token = read_token(env, call.args[0]);
+  if (token == nullptr) return nullptr;
+  size_t size = 0;
+  size_t freed = 0;
+  if (!read_size(env, Napi::Value(env, call.args[1]), "size", size)) return nullptr;
+  if (!read_size(env, Napi::Value(env, call.args[2]), "freed", freed)) return nullptr;
+
+  size_t usable = Backend::instance().usable_size_for(size, *(*call.state)->counters);
+  bool room = usable != 0 && (*token)->has_room(usable, freed);
+  return Napi::Boolean::New(env, room);
 }
 
 AllocatorObject::AllocatorObject(const Napi::CallbackInfo& info)

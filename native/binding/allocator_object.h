@@ -49,6 +49,13 @@ class AllocatorObject : public Napi::ObjectWrap<AllocatorObject> {
 // hot_call.h).
 napi_value allocate_from(napi_env env, napi_callback_info info);
 
+// roomFor(token, size, freed): true when a block for `size` bytes, charged
+// its usable size, fits in every limit from the token's allocator up to the
+// root once `freed` bytes charged to that allocator are released. Callers
+// check with it before they drop anything to make room. A hot callback (see
+// hot_call.h).
+napi_value room_for(napi_env env, napi_callback_info info);
+
 // allocatorToken(handle): the token of an allocator handle.
 Napi::Value allocator_token(const Napi::CallbackInfo& info);
 

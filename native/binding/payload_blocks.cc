@@ -159,6 +159,7 @@ napi_value payload_store(napi_env raw_env, napi_callback_info info) {
   if (result == CopyResult::kFailed) return nullptr;
 
   block.allocator = allocator;
+  state.last_payload_charge = static_cast<double>(block.usable);
   double handle = state.payloads.add(block);
   if (handle == 0) {
     // NOTE: no test fills kMaxSlots slots (it would take gigabytes), so
@@ -247,6 +248,11 @@ napi_value payload_free(napi_env raw_env, napi_callback_info info) {
 
 void export_payload_functions(Napi::Env env, Napi::Object exports) {
   export_hot_function(env, exports, "payloadStore", payload_store);
+  // One number over the thread's state: the bytes charged for the payload
+  // stored last. The state outlives every JavaScript object of the thread.
+  ThreadState& state = *thread_state(env);
+  Napi::ArrayBuffer charge = Napi::ArrayBuffer::New(env, &state.last_payload_charge, sizeof(double));
+  exports.Set("payloadCharge", Napi::Float64Array::New(env, 1, charge, 0));
   exports.Set("payloadSize", Napi::Function::New(env, payload_size, "payloadSize"));
   exports.Set("payloadRead", Napi::Function::New(env, payload_read, "payloadRead"));
   export_hot_function(env, exports, "payloadFree", payload_free);

@@ -73,8 +73,8 @@ enum class CopyResult { kStored, kRefused, kFailed };
 CopyResult copy_payload_in(Napi::Env env, napi_value payload, const std::shared_ptr<MQTTAllocator>& allocator,
                            ThreadCounters& counters, void*& data, size_t& size, size_t& usable);
 
-// Adds payloadStore, payloadSize, payloadRead, payloadFree and payloadTake
-// to `exports`.
+// Adds payloadStore, payloadSize, payloadRead, payloadFree, payloadTake and
+// the payloadCharge array to `exports`.
 void export_payload_functions(Napi::Env env, Napi::Object exports);
 
 }  // namespace mqsa

@@ -443,6 +443,7 @@ void export_registry_functions(Napi::Env env, Napi::Object exports) {
   }
 
   export_hot_function(env, exports, "allocateFrom", allocate_from);
+  export_hot_function(env, exports, "roomFor", room_for);
   export_hot_function(env, exports, "release", release_buffer);
   export_hot_function(env, exports, "releaseFrom", release_from);
 }

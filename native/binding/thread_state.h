@@ -57,6 +57,9 @@ struct ThreadState {
   std::unordered_set<NativeQueue*> queues;
   // Payload blocks of this thread, by handle.
   PayloadBlocks payloads;
+  // Bytes charged for the payload that payloadStore stored last. JavaScript
+  // reads it through the payloadCharge array, which costs no call.
+  double last_payload_charge = 0;
 
   Napi::FunctionReference allocator_constructor;
   Napi::FunctionReference create_error;

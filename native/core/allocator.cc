@@ -162,6 +162,17 @@ void MQTTAllocator::raise_peaks() {
   }
 }
 
+bool MQTTAllocator::has_room(size_t usable, size_t freed) const {
+  for (const MQTTAllocator* node = this; node != nullptr; node = node->parent_.get()) {
+    size_t limit = node->limit_.load(std::memory_order_relaxed);
+    if (limit == 0) continue;
+    size_t usage = node->usage_.load(std::memory_order_relaxed);
+    size_t kept = usage > freed ? usage - freed : 0;
+    if (usable > limit || kept > limit - usable) return false;
+  }
+  return true;
+}
+
 void MQTTAllocator::refused(size_t bytes, size_t usage, size_t limit,
                             LimitRefusal* refusal) {
   total_refusals_.fetch_add(1, std::memory_order_relaxed);

@@ -110,6 +110,11 @@ class MQTTAllocator : public std::enable_shared_from_this<MQTTAllocator> {
   // The same, with the calling thread's counters.
   int deallocate(void* ptr, size_t usable, ThreadCounters& counters);
 
+  // Returns true when `usable` more bytes fit in the limit of this node and
+  // of every ancestor, once `freed` bytes charged to this node are released.
+  // A snapshot: other threads may charge the shared nodes meanwhile.
+  bool has_room(size_t usable, size_t freed) const;
+
   // Sets the limit. Lowering it below the current usage frees nothing, but
   // new allocations fail until usage drops below it.
   void set_limit(size_t limit) { limit_.store(limit, std::memory_order_relaxed); }

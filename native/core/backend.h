@@ -100,6 +100,19 @@ class Backend {
     return nallocx(size == 0 ? 1 : size, 0);
   }
 
+  // Returns the usable size that allocate(size) reserves: the prediction
+  // where it is exact, else the usable size of a probe block allocated and
+  // freed at once. Returns 0 when even the probe cannot be allocated.
+  size_t usable_size_for(size_t size, ThreadCounters& counters) {
+    size_t predicted = predicted_size(size);
+    if (predicted != 0 && prediction_exact()) return predicted;
+    void* probe = allocate(size, counters);
+    if (probe == nullptr) return 0;
+    size_t usable = usable_size(probe);
+    release(probe, counters);
+    return usable;
+  }
+
   // True when predicted_size() is always the usable size that allocate()
   // then reserves, so that callers need not ask for it. tcmalloc's nallocx
   // is exact, unless a tool such as valgrind replaced tcmalloc's malloc and

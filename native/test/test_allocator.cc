@@ -387,6 +387,26 @@ TEST(component_removed_only_with_parent) {
   CHECK(chain.leaf->detached());
 }
 
+TEST(room_counts_every_limit_after_freeing) {
+  Chain chain = make_chain(0, 4096, 2048);
+  void* ptr = nullptr;
+  size_t usable = 0;
+  CHECK_EQ(chain.leaf->allocate(1024, ptr, usable, nullptr), MQ_SUCCESS);
+
+  CHECK(chain.leaf->has_room(2048 - usable, 0));
+  CHECK(!chain.leaf->has_room(2048 - usable + 1, 0));
+  // Once the block is freed, the leaf's whole limit is free.
+  CHECK(chain.leaf->has_room(2048, usable));
+  CHECK(!chain.leaf->has_room(2049, usable));
+  // More freed than charged frees no more than the usage.
+  CHECK(!chain.leaf->has_room(2049, 10 * usable));
+  // The mid node's own limit counts the leaf's block too.
+  CHECK(chain.mid->has_room(4096 - usable, 0));
+  CHECK(!chain.mid->has_room(4096 - usable + 1, 0));
+
+  CHECK_EQ(chain.leaf->deallocate(ptr, usable), MQ_SUCCESS);
+}
+
 TEST(removed_name_reusable) {
   Chain chain = make_chain(0, 0, 0);
   CHECK_EQ(chain.mid->remove_child("leaf"), MQ_SUCCESS);

@@ -1,6 +1,7 @@
 // ClientStore against a model that finds every message by walking one list.
 // Random enqueues, duplicates, sends, resends, acknowledgements, PUBRECs,
-// evictions and releases of withheld messages run on stores small enough to walk their lists and large enough
+// evictions and releases of withheld messages, with the bytes charged for
+// queued messages, run on stores small enough to walk their lists and large enough
 // to build their index, with packet ids that are reused.
 import { ClientStore, PayloadAccess, StoredEntry } from '../../lib/aedes/client-store';
 import type { PersistencePacket } from '../../lib/aedes';
@@ -133,6 +134,10 @@ function compare(targets: number[], steps: number, seed: number): number {
   manager.setClientMemoryLimit(clientId, 64 * 1024 * 1024);
   const store = new ClientStore(clientId, payloadAccess());
   const model = new Model();
+  // Every payload has SIZE bytes, so the backend charges each the same.
+  const probe = sessions.storePayload(clientId, Buffer.alloc(SIZE), 'queue') as number;
+  const charge = sessions.storedPayloadCharge();
+  sessions.freePayload(probe);
   let counter = 0;
   let nextId = 1;
   let mismatches = 0;
@@ -167,7 +172,7 @@ function compare(targets: number[], steps: number, seed: number): number {
       if (fresh) {
         const handle = sessions.storePayload(clientId, packet.payload as Buffer, 'queue');
         if (handle === undefined) throw new Error('the test limit is too low');
-        store.enqueue(packet, handle, SIZE);
+        store.enqueue(packet, handle, SIZE, sessions.storedPayloadCharge());
       }
     } else if (roll < grow + (1 - grow) * 0.4 && stored > 0) {
       // Aedes sends the oldest queued message, or resends any stored one, with
@@ -226,6 +231,7 @@ function compare(targets: number[], steps: number, seed: number): number {
 
     const stats = store.stats();
     check(stats.queuedMessages === model.queued && stats.inflightMessages === model.inflight);
+    check(store.queuedCharged === model.queued * charge);
     check(stats.queuedBytes + stats.inflightBytes === model.bytes && usageOf(clientId) === model.bytes);
     if (step % 50 === 0) {
       const order = store.outgoingSnapshot().map((entry) => `${entry.brokerId}/${entry.brokerCounter}`);
