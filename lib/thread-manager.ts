@@ -41,13 +41,18 @@ export interface SessionRegistration {
 }
 
 export interface MemoryStats {
-  /** Bytes allocated from this thread's session allocators themselves. */
+  /** Bytes allocated from the session allocators themselves, for the
+   * current sessions of this thread. */
   sessionUsage: number;
+  /** The same, from their queue allocators. */
   queueUsage: number;
+  /** The same, from their worker allocators. */
   workerUsage: number;
   /** Message-cache bytes allocated by this thread. */
   cacheUsage: number;
-  /** All of the above. */
+  /** Every byte this thread's allocations still charge: the fields above,
+   * plus buffers and payloads that outlived their session, which only the
+   * thread, the process and getTagUsage() still count. */
   totalUsage: number;
   /** Sessions held by this thread, connected or waiting to expire. */
   sessionCount: number;
