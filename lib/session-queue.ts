@@ -7,7 +7,7 @@ import { invalidArgument, MqttAllocatorError } from './errors';
 import { native, NativeAllocatorToken, NativeQueueHandle } from './native';
 import { outputBuffer } from './output-pool';
 import type { SessionAllocatorSet } from './session-allocator-manager';
-import { assertBytes, assertCount, assertKnownOptions } from './validate';
+import { assertBytes, assertCount, assertKnownOptions, assertLivePayload } from './validate';
 
 export type OverflowPolicy = 'reject' | 'drop-oldest';
 
@@ -92,6 +92,7 @@ export class SessionQueue extends EventEmitter<SessionQueueEvents> {
     if (!(source instanceof Uint8Array)) {
       throw invalidArgument('payload', payload, 'a Buffer, Uint8Array or string');
     }
+    assertLivePayload('payload', source);
     const size = source.byteLength;
     if (this.maxBytes !== 0 && size > this.maxBytes) return false;
 

@@ -7,7 +7,7 @@ import { invalidArgument, MqttAllocatorError } from './errors';
 import { native, NativeAllocatorToken, NativeThreadStats } from './native';
 import { SessionAllocatorManager, SessionAllocatorSet, SessionComponent } from './session-allocator-manager';
 import { SessionQueue, SessionQueueOptions } from './session-queue';
-import { assertBytes, assertClientId, assertKnownOptions, assertSeconds } from './validate';
+import { assertBytes, assertClientId, assertKnownOptions, assertLivePayload, assertSeconds } from './validate';
 
 export interface RegisterSessionOptions {
   /** Byte limit of the client's session (0 = unlimited). It replaces any
@@ -131,6 +131,7 @@ export class ThreadLocalSessionManager {
     if (!(payload instanceof Uint8Array)) {
       throw invalidArgument('payload', payload, 'a Buffer or Uint8Array');
     }
+    assertLivePayload('payload', payload);
     const index = componentIndex(component);
     let handle: number;
     try {

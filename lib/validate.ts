@@ -92,3 +92,17 @@ export function assertLogger(name: string, value: unknown): asserts value is Log
     throw invalidArgument(name, value, 'a pino logger (an object with debug, info, warn and error methods)');
   }
 }
+
+/** Throws when `payload` is empty because its memory was released or
+ * transferred (a detached ArrayBuffer), which would store an empty message
+ * in place of the bytes the caller meant. */
+export function assertLivePayload(name: string, payload: Uint8Array): void {
+  if (payload.byteLength !== 0) return;
+  try {
+    // Building a view of a detached ArrayBuffer throws a TypeError. Node 20
+    // lacks ArrayBuffer.prototype.detached, which would say it directly.
+    new Uint8Array(payload.buffer, 0, 0);
+  } catch {
+    throw invalidArgument(name, payload, 'a live Buffer: this one was released or transferred, so its memory is detached');
+  }
+}

@@ -112,6 +112,14 @@ function snapshot(): unknown {
   };
 }
 
+/** Returns an empty view whose memory was transferred away, as a released
+ * Buffer's is. */
+function detachedView(): Uint8Array {
+  const view = new Uint8Array(16);
+  structuredClone(view.buffer, { transfer: [view.buffer] });
+  return view;
+}
+
 interface Case {
   name: string;
   call: (value: unknown) => unknown;
@@ -248,6 +256,15 @@ const invalidArgumentCases: Case[] = [
       [[1, 2], 'array'],
       [{ length: 3 }, 'object'],
       [new ArrayBuffer(4), 'object'],
+      [detachedView(), 'detached'],
+    ],
+  },
+  {
+    name: 'storePayload payload',
+    call: (v) => sessions.storePayload(CLIENT, v as Uint8Array),
+    values: [
+      [detachedView(), 'detached'],
+      ['text', '"text"'],
     ],
   },
   // applyConfig
