@@ -102,7 +102,9 @@ export class SessionQueue extends EventEmitter<SessionQueueEvents> {
     }
 
     // Drop nothing for a payload that would not fit even in an empty queue.
-    if (!this.hasRoom(size, native.queueCharged(this.handle))) return false;
+    // It is still offered to the allocator, which counts and reports the
+    // refusal as it does under 'reject'.
+    if (!this.hasRoom(size, native.queueCharged(this.handle))) return this.store(source);
     while (!this.fitsBounds(size)) this.dropOldest();
     // Dropping before storing spares the allocator a refusal, which would be
     // counted and reported as a limit violation although the push succeeds.

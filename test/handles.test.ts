@@ -69,6 +69,17 @@ describe('AllocatorHandle.release', () => {
       expect(error.message).toContain(`"${CLIENT_A}"`);
     });
 
+    test('names a queue allocator by its session', () => {
+      const queued = sessions.allocate(CLIENT_B, 64, 'queue');
+      try {
+        const message = errorOf(() => allocators.getSessionQueueAllocator(CLIENT_A).release(queued)).message;
+        expect(message).toContain(`"queue" of "${CLIENT_B}"`);
+        expect(message).toContain(`"queue" of "${CLIENT_A}"`);
+      } finally {
+        sessions.release(queued);
+      }
+    });
+
     test('leaves the buffer allocated', () => {
       expect(buffer.length).toBe(900);
       expect(sessions.getSessionMemoryUsage(CLIENT_B)).toBe(usageOfB);

@@ -390,6 +390,24 @@ describe("overflow 'drop-oldest'", () => {
     expect(dropped).toHaveLength(0);
   });
 
+  test('payload that never fits counts one violation', () => {
+    const queue = sessions.createSessionQueue(client(10000), { overflow: 'drop-oldest' });
+    queue.push(payload('a', 100));
+    let events = 0;
+    const onLimit = (): void => {
+      events += 1;
+    };
+    manager.on('limitExceeded', onLimit);
+
+    try {
+      expect(queue.push(payload('z', 10000))).toBe(false);
+    } finally {
+      manager.off('limitExceeded', onLimit);
+    }
+
+    expect(events).toBe(1);
+  });
+
   test('maxBytes near the limit drops nothing', () => {
     const queue = sessions.createSessionQueue(client(2000), { overflow: 'drop-oldest', maxBytes: 1990 });
     queue.push(payload('a', 300));

@@ -682,8 +682,11 @@ export class BoundedPersistence extends EventEmitter<BoundedPersistenceEvents> i
     const evicting = policy === 'drop-oldest';
     if ((evicting || store.withholding) && !this.sessions.hasRoomFor(clientId, size)) {
       // A message that would not fit even with every queued message gone
-      // never fits: evicting for it would only empty the queue.
-      if (evicting && !this.sessions.hasRoomFor(clientId, size, store.queuedCharged)) return undefined;
+      // never fits: evicting for it would only empty the queue. It is still
+      // offered to the allocator, which counts and reports the refusal.
+      if (evicting && !this.sessions.hasRoomFor(clientId, size, store.queuedCharged)) {
+        return this.sessions.storePayload(clientId, payload, 'queue');
+      }
       // Releasing and evicting up front spares the allocator a refusal, each
       // reported as a 'limitExceeded' event, per step.
       store.releaseAllWithheld();

@@ -254,6 +254,15 @@ napi_value release_record(Napi::Env env, BufferRecord* record, napi_value arrayb
   return nullptr;
 }
 
+// Quotes an allocator's id for a message, with its session's id for a
+// session's queue or worker allocator, since every session has one of each.
+std::string quoted_name(const MQTTAllocator& allocator) {
+  std::string name = "\"" + allocator.id() + "\"";
+  const std::shared_ptr<MQTTAllocator>& parent = allocator.parent();
+  if (allocator.is_component() && parent) name += " of \"" + parent->id() + "\"";
+  return name;
+}
+
 // True when `node` is `ancestor` or lies below it.
 bool is_at_or_below(const MQTTAllocator* node, const MQTTAllocator* ancestor) {
   for (; node != nullptr; node = node->parent().get()) {
@@ -285,9 +294,9 @@ napi_value release_from(napi_env raw_env, napi_callback_info info) {
   if (record == nullptr) return nullptr;
   if (!is_at_or_below(record->allocator.get(), token->get())) {
     return throw_code(env, MQ_ERR_INVALID_ARGS,
-                      "the buffer belongs to allocator \"" + record->allocator->id() +
-                          "\", which is neither allocator \"" + (*token)->id() +
-                          "\" nor below it; nothing was freed. Release it through its own allocator, or with release()");
+                      "the buffer belongs to allocator " + quoted_name(*record->allocator) +
+                          ", which is neither allocator " + quoted_name(**token) +
+                          " nor below it; nothing was freed. Release it through its own allocator, or with release()");
   }
   return release_record(env, record, arraybuffer);
 }
