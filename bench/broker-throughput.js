@@ -7,9 +7,13 @@
 // 1 KiB payloads. A round publishes a burst (at most WINDOW unacknowledged
 // publishes at a time) and ends when every subscriber has every message.
 // The figure is messages delivered to all subscribers per second. The
-// brokers take turns, one round each. Each round also reads the broker process's
-// CPU time, for its cost per delivered message, and the TCP segments that
-// the machine sent, per published message.
+// brokers take turns, one round each, and each round starts a new broker
+// process with new clients and a warm-up burst. Where the scheduler places
+// a process and what shares its caches differ from one process to the
+// next, and a broker kept for the whole run measured that one placement in
+// every round: whole runs read high or low. Each round also reads the
+// broker process's CPU time, for its cost per delivered message, and the
+// TCP segments that the machine sent, per published message.
 //
 // A third broker, copying, is a reference: stock Aedes whose persistence
 // stores a plain Buffer copy of each payload per subscriber, with no limits
@@ -28,6 +32,8 @@ const PAYLOAD_SIZE = 1024;
 const WINDOW = 64;
 const TOPIC = 'bench/throughput';
 const ROUND_TIMEOUT_MS = 120_000;
+// Messages published before each measured burst, on the same connections.
+const WARM_UP = 2_000;
 
 function startBroker(variant, backend) {
   const child = fork(path.join(__dirname, 'broker-server.js'), [variant], {
@@ -152,50 +158,75 @@ async function closeClients({ publisher, subscribers }) {
   await Promise.all([publisher, ...subscribers.map((s) => s.client)].map((c) => c.endAsync()));
 }
 
+/**
+ * Starts a new broker process of `variant` with new clients, warms it up,
+ * measures one burst of `messages` messages and stops it. Returns the rate,
+ * the broker's CPU ns per delivery, the TCP segments per message (or
+ * undefined where they cannot be read) and the broker's report at stop.
+ */
+async function measureRound(variant, backend, messages) {
+  const broker = await startBroker(variant, backend);
+  let clients;
+  let measured;
+  try {
+    clients = await connectClients(broker.url, variant);
+    await burst(clients, Math.min(messages, WARM_UP));
+    const before = await brokerCpu(broker);
+    const segmentsBefore = sentSegments();
+    const rate = await burst(clients, messages);
+    const segmentsAfter = sentSegments();
+    const used = (await brokerCpu(broker)) - before;
+    measured = {
+      rate,
+      cpuPerDelivery: (used * 1000) / (messages * SUBSCRIBERS),
+      segments: segmentsBefore === undefined || segmentsAfter === undefined ? undefined : (segmentsAfter - segmentsBefore) / messages,
+    };
+  } finally {
+    if (clients !== undefined) await closeClients(clients);
+    // After a failure, a broker still running would keep this process alive
+    // through its IPC channel.
+    if (measured === undefined) broker.child.kill();
+  }
+  return { ...measured, report: await stopBroker(broker) };
+}
+
+/** Adds a round's broker report to the ones before it. */
+function mergeReports(total, report) {
+  if (total === undefined) return report;
+  return {
+    ...report,
+    dropped: total.dropped + report.dropped,
+    disconnected: total.disconnected + report.disconnected,
+    usageAtStop: Math.max(total.usageAtStop, report.usageAtStop),
+    usageAfterClose: Math.max(total.usageAfterClose, report.usageAfterClose),
+  };
+}
+
 async function run({ quick }) {
   const backend = 'tcmalloc';
   const messages = quick ? 1_000 : 20_000;
-  const rounds = quick ? 3 : 9;
+  const rounds = quick ? 3 : 15;
   const variants = ['stock', 'copying', 'bounded'];
-  const brokers = {};
-  const clients = {};
   const samples = { stock: [], copying: [], bounded: [] };
   // Broker CPU time per delivered message, in ns.
   const cpu = { stock: [], copying: [], bounded: [] };
   // TCP segments sent on the machine per published message.
   const segments = { stock: [], copying: [], bounded: [] };
-  let finished = false;
-  try {
-    for (const variant of variants) {
-      brokers[variant] = await startBroker(variant, backend);
-      clients[variant] = await connectClients(brokers[variant].url, variant);
-      await burst(clients[variant], Math.min(messages, 2_000)); // warm-up
-    }
-    for (let round = 0; round < rounds; round++) {
-      // The order rotates. Over a multiple of three rounds (9, or 3 with
-      // --quick), each broker runs first, second and last equally often.
-      const order = variants.map((_, i) => variants[(i + round) % variants.length]);
-      for (const variant of order) {
-        const before = await brokerCpu(brokers[variant]);
-        const segmentsBefore = sentSegments();
-        samples[variant].push(await burst(clients[variant], messages));
-        const segmentsAfter = sentSegments();
-        const used = (await brokerCpu(brokers[variant])) - before;
-        cpu[variant].push((used * 1000) / (messages * SUBSCRIBERS));
-        if (segmentsBefore !== undefined && segmentsAfter !== undefined) {
-          segments[variant].push((segmentsAfter - segmentsBefore) / messages);
-        }
-      }
-    }
-    finished = true;
-  } finally {
-    for (const variant of variants) if (clients[variant]) await closeClients(clients[variant]);
-    // After a failure, a broker still running would keep this process alive
-    // through its IPC channel.
-    if (!finished) for (const broker of Object.values(brokers)) broker.child.kill();
-  }
+  // What each broker reported at its stop: the bounded broker's drops are
+  // summed over its rounds, and its usage after close is the highest seen.
   const brokerReports = {};
-  for (const variant of variants) brokerReports[variant] = await stopBroker(brokers[variant]);
+  for (let round = 0; round < rounds; round++) {
+    // The order rotates. Over a multiple of three rounds (15, or 3 with
+    // --quick), each broker runs first, second and last equally often.
+    const order = variants.map((_, i) => variants[(i + round) % variants.length]);
+    for (const variant of order) {
+      const measured = await measureRound(variant, backend, messages);
+      samples[variant].push(measured.rate);
+      cpu[variant].push(measured.cpuPerDelivery);
+      if (measured.segments !== undefined) segments[variant].push(measured.segments);
+      brokerReports[variant] = mergeReports(brokerReports[variant], measured.report);
+    }
+  }
   return {
     backend,
     messages,
