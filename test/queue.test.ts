@@ -24,6 +24,21 @@ function payload(text: string, size = 100): Buffer {
   return Buffer.alloc(size, text);
 }
 
+/** Returns how many 'limitExceeded' events `action` caused. */
+function limitEventsDuring(action: () => void): number {
+  let events = 0;
+  const onLimit = (): void => {
+    events += 1;
+  };
+  manager.on('limitExceeded', onLimit);
+  try {
+    action();
+  } finally {
+    manager.off('limitExceeded', onLimit);
+  }
+  return events;
+}
+
 /** Drains the queue into the first byte of each payload, as characters. */
 function drain(queue: SessionQueue): string {
   let text = '';
@@ -393,18 +408,13 @@ describe("overflow 'drop-oldest'", () => {
   test('payload that never fits counts one violation', () => {
     const queue = sessions.createSessionQueue(client(10000), { overflow: 'drop-oldest' });
     queue.push(payload('a', 100));
-    let events = 0;
-    const onLimit = (): void => {
-      events += 1;
-    };
-    manager.on('limitExceeded', onLimit);
+    let pushed: boolean | undefined;
 
-    try {
-      expect(queue.push(payload('z', 10000))).toBe(false);
-    } finally {
-      manager.off('limitExceeded', onLimit);
-    }
+    const events = limitEventsDuring(() => {
+      pushed = queue.push(payload('z', 10000));
+    });
 
+    expect(pushed).toBe(false);
     expect(events).toBe(1);
   });
 
@@ -422,18 +432,13 @@ describe("overflow 'drop-oldest'", () => {
     queue.push(payload('a', 1500));
     queue.push(payload('b', 1500));
     const violations = manager.getLimitViolations();
-    let events = 0;
-    const onLimit = (): void => {
-      events += 1;
-    };
-    manager.on('limitExceeded', onLimit);
+    let pushed: boolean | undefined;
 
-    try {
-      expect(queue.push(payload('c', 1500))).toBe(true);
-    } finally {
-      manager.off('limitExceeded', onLimit);
-    }
+    const events = limitEventsDuring(() => {
+      pushed = queue.push(payload('c', 1500));
+    });
 
+    expect(pushed).toBe(true);
     expect(queue.length).toBe(2);
     expect(events).toBe(0);
     expect(manager.getLimitViolations()).toEqual(violations);
