@@ -419,11 +419,14 @@ describe("overflow 'drop-oldest'", () => {
   });
 
   test('maxBytes near the limit drops nothing', () => {
-    const queue = sessions.createSessionQueue(client(2000), { overflow: 'drop-oldest', maxBytes: 1990 });
+    const clientId = client(2000);
+    const queue = sessions.createSessionQueue(clientId, { overflow: 'drop-oldest', maxBytes: 1999 });
     queue.push(payload('a', 300));
     queue.push(payload('b', 300));
+    // Both backends charge more than 2000 bytes for 1999.
+    expect(sessions.tryAllocate(clientId, 1999, 'queue')).toBeUndefined();
 
-    expect(queue.push(payload('z', 1990))).toBe(false);
+    expect(queue.push(payload('z', 1999))).toBe(false);
     expect(queue.length).toBe(2);
   });
 
