@@ -30,16 +30,19 @@ interface FloodResult {
   /** Growth measured after a collection, in bytes. */
   rssGrowth: number;
   arrayBufferGrowth: number;
-  /** Growth of the bytes tcmalloc reports allocated, or undefined with
-   * another backend. Only this package allocates from tcmalloc. */
+  /** Growth of the bytes tcmalloc reports allocated, or undefined where
+   * that count covers more than this package's blocks. */
   backendGrowth: number | undefined;
   online: number[];
   publisherCloses: number;
 }
 
-/** Returns the bytes tcmalloc reports allocated, or undefined with another backend. */
+/** Returns the bytes tcmalloc reports allocated, or undefined with another
+ * backend, or with a tcmalloc preloaded as the process's malloc, which then
+ * counts every allocation of the process too. */
 function backendAllocated(): number | undefined {
-  return manager.getBackendInfo().heap?.currentAllocatedBytes;
+  const info = manager.getBackendInfo();
+  return info.source === 'preloaded' ? undefined : info.heap?.currentAllocatedBytes;
 }
 
 /** Publishes the flood on `url` while `offlineId` is away and `onlineId` listens. */
