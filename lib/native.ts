@@ -139,7 +139,7 @@ export interface NativeAddon {
   allocatorToken(allocator: NativeAllocator): NativeAllocatorToken;
   /** Returns the payload's handle, or 0 when a limit refused it. */
   payloadStore(token: NativeAllocatorToken, payload: Uint8Array): number;
-  /** [0]: the bytes charged for the payload that payloadStore stored last. */
+  /** One number: the bytes charged for the payload that payloadStore stored last. */
   readonly payloadCharge: Float64Array;
   /** True when a block for `size` bytes fits in every limit from the
    * token's allocator up to the root once `freed` bytes charged to that

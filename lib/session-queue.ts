@@ -101,14 +101,17 @@ export class SessionQueue extends EventEmitter<SessionQueueEvents> {
       return this.store(source);
     }
 
+    const roomNow = this.hasRoom(size, 0);
     // Drop nothing for a payload that would not fit even in an empty queue.
     // It is still offered to the allocator, which counts and reports the
     // refusal as it does under 'reject'.
-    if (!this.hasRoom(size, native.queueCharged(this.handle))) return this.store(source);
+    if (!roomNow && !this.hasRoom(size, native.queueCharged(this.handle))) return this.store(source);
     while (!this.fitsBounds(size)) this.dropOldest();
     // Dropping before storing spares the allocator a refusal, which would be
     // counted and reported as a limit violation although the push succeeds.
-    while (this.length > 0 && !this.hasRoom(size, 0)) this.dropOldest();
+    if (!roomNow) {
+      while (this.length > 0 && !this.hasRoom(size, 0)) this.dropOldest();
+    }
     // Other threads may take room of the thread and process limits meanwhile.
     while (!this.store(source)) {
       if (this.length === 0) return false;

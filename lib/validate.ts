@@ -100,7 +100,7 @@ export function assertLivePayload(name: string, payload: Uint8Array): void {
   if (payload.byteLength !== 0) return;
   try {
     // Building a view of a detached ArrayBuffer throws a TypeError. Node 20
-    // lacks ArrayBuffer.prototype.detached, which would say it directly.
+    // lacks ArrayBuffer.prototype.detached, which would report it directly.
     new Uint8Array(payload.buffer, 0, 0);
   } catch {
     throw invalidArgument(name, payload, 'a live Buffer: this one was released or transferred, so its memory is detached');

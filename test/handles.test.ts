@@ -134,7 +134,7 @@ describe('AllocatorHandle.release', () => {
 });
 
 describe('AllocatorHandle.removeChild on a session', () => {
-  test.each(['queue', 'worker'])('refuses its %s child', (id) => {
+  test.each(['queue', 'worker'])('throws for its %s child', (id) => {
     const handle = allocators.getSessionAllocator(CLIENT_A);
 
     const error = errorOf(() => handle.removeChild(id));

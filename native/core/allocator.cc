@@ -167,8 +167,8 @@ bool MQTTAllocator::has_room(size_t usable, size_t freed) const {
     size_t limit = node->limit_.load(std::memory_order_relaxed);
     if (limit == 0) continue;
     size_t usage = node->usage_.load(std::memory_order_relaxed);
-    size_t kept = usage > freed ? usage - freed : 0;
-    if (usable > limit || kept > limit - usable) return false;
+    size_t remaining = usage > freed ? usage - freed : 0;
+    if (usable > limit || remaining > limit - usable) return false;
   }
   return true;
 }

@@ -134,10 +134,9 @@ TEST(session_register_new) {
 TEST(session_components_not_removed_alone) {
   SessionRegistry registry;
   uint64_t thread = add_thread(registry, "main");
+  CHECK_EQ(add_session(registry, thread, "client-1"), MQ_SUCCESS);
   SessionAllocators allocators;
-  bool resumed = true;
-  CHECK_EQ(registry.register_session(thread, "client-1", SessionOptions(), allocators, resumed),
-           MQ_SUCCESS);
+  CHECK_EQ(registry.find_session(thread, "client-1", allocators), MQ_SUCCESS);
 
   CHECK_EQ(allocators.session->remove_child("queue"), MQ_ERR_ALLOCATOR_HIERARCHY);
   CHECK_EQ(allocators.session->remove_child("worker"), MQ_ERR_ALLOCATOR_HIERARCHY);

@@ -31,16 +31,16 @@ async function publishAfterQueued(clientId: string, size: number): Promise<{ tes
 describe("'drop-oldest' and a message near the limit", () => {
   test('a message charged past the limit evicts nothing', async () => {
     const clientId = uniqueId('eviction-never');
-    let refusals = 0;
+    let limitEvents = 0;
     const onLimit = (event: { clientId?: string }): void => {
-      if (event.clientId === clientId) refusals += 1;
+      if (event.clientId === clientId) limitEvents += 1;
     };
     manager.on('limitExceeded', onLimit);
     // 9,999 bytes pass a 10,000-byte limit as requested, but both backends
     // charge more than 10,000 for them.
     const { testBroker, drops } = await publishAfterQueued(clientId, 9999).finally(() => manager.off('limitExceeded', onLimit));
     try {
-      expect(refusals).toBe(1);
+      expect(limitEvents).toBe(1);
       expect(drops.map((event) => event.reason)).toEqual(['limit-exceeded']);
       expect(drops[0].bytes).toBe(9999);
       expect(testBroker.persistence!.clientStats(clientId)).toMatchObject({ queuedMessages: QUEUED, evicted: 0 });
